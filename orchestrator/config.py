@@ -1,0 +1,127 @@
+"""Configuration: one TOML file plus PLAIT_* environment variables.
+
+Lookup order for the file: --config, $PLAIT_CONFIG, ./plait.toml; no file means defaults
+(every tier on the embedded model, local Ray). Environment variables override the file:
+PLAIT_RAY_ADDRESS (or RAY_ADDRESS), PLAIT_REDIS_URL, PLAIT_CACHE_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from plait.errors import ConfigError
+from orchestrator.spec import describe_errors
+from tools.sandbox import SandboxLimits
+from workers.engines import EMBEDDED_MODEL, EngineSpec
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TierConfig(_Section):
+    kind: Literal["transformers", "openai"] = "transformers"
+    model: str = EMBEDDED_MODEL
+    base_url: str = ""
+    api_key_env: str = ""
+    parameters: int = Field(default=0, ge=0)
+    context_length: int = Field(default=0, ge=0)
+    timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    threads: int = Field(default=0, ge=0)
+    num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> "TierConfig":
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("an openai tier needs base_url (e.g. http://vllm:8000/v1)")
+        return self
+
+    def engine_spec(self) -> EngineSpec:
+        return EngineSpec(**self.model_dump(exclude={"num_cpus"}))
+
+
+class RayConfig(_Section):
+    address: str | None = None  # None: start Ray in-process
+    num_cpus: int | None = None
+    object_store_mb: int = Field(default=200, ge=50)
+    include_dashboard: bool = False
+
+
+class SandboxConfig(_Section):
+    timeout: float = Field(default=10.0, gt=0, le=600)
+    cpu_seconds: int = Field(default=10, ge=1, le=3600)
+    memory_mb: int = Field(default=1024, ge=128)
+    file_size_mb: int = Field(default=16, ge=1)
+    max_processes: int = Field(default=32, ge=1)
+    max_output_chars: int = Field(default=4000, ge=100)
+
+    def limits(self) -> SandboxLimits:
+        return SandboxLimits(**self.model_dump())
+
+
+class Config(_Section):
+    tiers: dict[str, TierConfig] = Field(default_factory=lambda: {"small": TierConfig()})
+    routing: dict[int, str] = Field(default_factory=lambda: {1: "small"})
+    ray: RayConfig = Field(default_factory=RayConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    redis_url: str | None = None
+    cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _routing_targets_exist(self) -> "Config":
+        for level, tier in self.routing.items():
+            if not 1 <= level <= 5:
+                raise ValueError(f"routing: difficulty {level} is not in 1-5")
+            if tier not in self.tiers:
+                raise ValueError(f"routing: difficulty {level} goes to tier {tier!r}, which is not defined under [tiers]")
+        if 1 not in self.routing:
+            raise ValueError("routing: difficulty 1 needs a tier (harder levels fall back to easier ones)")
+        return self
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    if os.environ.get("PLAIT_CONFIG"):
+        return config_path(os.environ["PLAIT_CONFIG"])
+    local = Path("plait.toml")
+    return local if local.is_file() else None
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    source = config_path(path)
+    data: dict = {}
+    if source is not None:
+        try:
+            data = tomllib.loads(source.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    env = {
+        ("ray", "address"): os.environ.get("PLAIT_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS"),
+        ("redis_url",): os.environ.get("PLAIT_REDIS_URL"),
+        ("cache_dir",): os.environ.get("PLAIT_CACHE_DIR"),
+    }
+    for keys, value in env.items():
+        if value:
+            section = data
+            for key in keys[:-1]:
+                section = section.setdefault(key, {})
+            section[keys[-1]] = value
+    try:
+        if isinstance(data.get("routing"), dict):
+            data["routing"] = {int(k): v for k, v in data["routing"].items()}
+        config = Config.model_validate(data)
+    except (ValidationError, ValueError) as exc:
+        detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(f"bad config{f' in {source}' if source else ''}: {detail}") from None
+    return config

@@ -1,0 +1,85 @@
+"""JobSpec: what a user submits, validated at the door."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from plait.errors import InvalidInput
+
+MAX_PROBLEM_CHARS = 20_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StrategySpec(_Strict):
+    name: Literal["tora", "cot", "pal"] = "tora"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BudgetSpec(_Strict):
+    max_tokens: int | None = Field(default=2048, ge=1, le=10_000_000, description="generated tokens per node")
+    max_samples: int | None = Field(default=1, ge=1, le=4096)
+    max_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    max_flops: float | None = Field(default=None, gt=0)
+
+
+class JobSpec(_Strict):
+    kind: Literal["math", "program", "qa"] = "math"
+    problem: str = Field(max_length=MAX_PROBLEM_CHARS)
+    language: Literal["dafny", "coq", "lean", "python"] | None = None
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    planner: Literal["none"] = "none"
+    tiers: dict[int, str] | None = Field(default=None, description="difficulty -> tier overrides for this job")
+    reference: str | None = Field(default=None, max_length=2_000, description="expected answer, checked after solving")
+
+    @field_validator("problem")
+    @classmethod
+    def _problem_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("tiers")
+    @classmethod
+    def _difficulties(cls, value: dict[int, str] | None) -> dict[int, str] | None:
+        if value and not all(1 <= k <= 5 for k in value):
+            raise ValueError("keys are difficulties 1-5")
+        return value
+
+    @model_validator(mode="after")
+    def _language_matches_kind(self) -> "JobSpec":
+        if self.kind == "program" and self.language is None:
+            raise ValueError("language: a program job needs language dafny, coq, lean or python")
+        if self.kind != "program" and self.language is not None:
+            raise ValueError(f"language: only program jobs take a language, this one is {self.kind!r}")
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> "JobSpec":
+        """Validate a dict, JSON text or JobSpec; errors become one InvalidInput naming each field."""
+        if isinstance(data, cls):
+            return data
+        try:
+            if isinstance(data, (str, bytes)):
+                return cls.model_validate_json(data)
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput(f"invalid job: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "job"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; see `plait solve --help`)"
+        elif err["type"] == "json_invalid":
+            message = f"not valid JSON ({err.get('ctx', {}).get('error', message)})"
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)

@@ -1,0 +1,27 @@
+"""Planners turn a problem into a skeleton graph and route each node to a model tier."""
+
+from __future__ import annotations
+
+from plait.errors import InvalidInput
+from planners.graph import Node, SkeletonGraph
+
+PLANNERS = ("none",)
+
+
+def route(difficulty: int, routing: dict[int, str]) -> str:
+    """Tier for a difficulty: the table's entry, else the nearest easier one that is set."""
+    for level in range(difficulty, 0, -1):
+        if level in routing:
+            return routing[level]
+    raise InvalidInput(f"no tier is routed for difficulty {difficulty} or below: fix the routing table")
+
+
+def plan(problem: str, planner: str, routing: dict[int, str], difficulty: int = 3) -> tuple[SkeletonGraph, str]:
+    """(graph, reason). 'none' treats the problem as one atomic node."""
+    if planner != "none":
+        raise InvalidInput(f"unknown planner {planner!r}: choose one of {', '.join(PLANNERS)}")
+    node = Node(id="answer", question=problem, difficulty=difficulty, tier=route(difficulty, routing))
+    return SkeletonGraph([node]), "planner 'none': the problem runs as a single node"
+
+
+__all__ = ["Node", "PLANNERS", "SkeletonGraph", "plan", "route"]

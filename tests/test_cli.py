@@ -1,0 +1,70 @@
+"""The `plait` command as a user runs it: a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.job import Result
+
+PLAIT = [str(Path(sys.executable).with_name("plait"))]
+
+
+def plait(*args, stdin=None, env=None):
+    return subprocess.run(PLAIT + list(args), capture_output=True, text=True, input=stdin, timeout=600, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["solve", ""], "problem: must not be empty"),
+        (["solve", "2+2", "--strategy", "beam"], "strategy.name"),
+        (["solve", "2+2", "--max-tokens", "0"], "budget.max_tokens"),
+        (["solve", "2+2", "-p", "max_tool_calls=-3"], "max_tool_calls"),
+        (["solve", "2+2", "-p", "bogus"], "key=value"),
+        (["solve", "@/nonexistent/job.json"], "does not exist"),
+        (["solve", "2+2", "--config", "/nonexistent/plait.toml"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(args, words):
+    proc = plait(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_bad_config_file_names_the_problem(tmp_path):
+    bad = tmp_path / "plait.toml"
+    bad.write_text('[routing]\n1 = "huge"\n')
+    proc = plait("config", "show", "--config", str(bad))
+    assert proc.returncode == 2 and "tier 'huge'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_show_prints_the_effective_config(tmp_path):
+    path = tmp_path / "plait.toml"
+    path.write_text('[sandbox]\ntimeout = 3\n')
+    proc = plait("config", "show", "--config", str(path), env={"PLAIT_REDIS_URL": "redis://127.0.0.1:9"})
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["sandbox"]["timeout"] == 3 and shown["redis_url"] == "redis://127.0.0.1:9"
+    assert shown["tiers"]["small"]["model"] == "smollm2-135m"
+
+
+def test_usage_errors_exit_2():
+    assert plait("solve").returncode == 2
+    assert plait("frobnicate").returncode == 2
+
+
+@pytest.mark.slow
+def test_solve_json_prints_a_result_from_a_job_file(tmp_path):
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"problem": "What is 6 * 7?", "strategy": {"name": "pal"}, "reference": "42"}))
+    proc = plait("solve", f"@{job}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = Result.from_dict(json.loads(proc.stdout))
+    assert result.status == "succeeded" and result.nodes[0].attempt.strategy == "pal"
+    assert result.verdict.checker.name == "math"
+    assert result.verified == (result.verdict.status == "verified")

@@ -1,0 +1,67 @@
+"""The whole stack: Client → Ray actor → embedded model → ToRA → sandbox → verifier."""
+
+import pytest
+
+from orchestrator.job import Result
+from verifiers import math as math_verifier
+from workers.strategies.answers import last_boxed, last_output_line
+
+pytestmark = pytest.mark.slow
+
+
+def test_tora_solves_through_ray_with_the_sandbox(client):
+    events = []
+    result = client.solve({"problem": "What is 17 * 23 + 4?", "reference": "395"}, on_event=events.append)
+
+    assert result.status == "succeeded", result.error
+    (node,) = result.nodes
+    attempt = node.attempt
+    # Code was written, ran in the sandbox, and its output was appended to the transcript.
+    assert attempt.tool_calls and attempt.tool_calls[0].result.ok
+    first = attempt.tool_calls[0]
+    assert "17" in first.code and first.result.isolation in ("bwrap", "unshare", "none")
+    assert f"```output\n{first.result.stdout.strip()}\n```" in attempt.text
+    # The answer is what the transcript says, read by the documented rule.
+    expected = last_boxed(attempt.text) or last_output_line(attempt.tool_calls[-1].result.stdout)
+    assert result.answer == expected == node.answer
+    # The verdict is the verifier's, against the reference.
+    assert result.verified == math_verifier.equivalent(result.answer, "395")
+    assert result.verdict.status == ("verified" if result.verified else "refuted")
+    assert result.verified  # the system, with its tool, solves this one
+    # Accounting adds up and the work ran in a Ray worker process.
+    assert result.tokens == attempt.prompt_tokens + attempt.completion_tokens > 0
+    assert result.flops == 2 * 134_515_008 * result.tokens
+    assert node.worker["node_id"] and node.worker["tier"] == "small"
+    kinds = [e["type"] for e in events]
+    for kind in ("submitted", "planned", "node_started", "generated", "tool_call", "node_done", "verified", "done"):
+        assert kind in kinds, kinds
+    assert kinds[-1] == "done" and [e["seq"] for e in events] == list(range(len(events)))
+    assert Result.from_dict(result.to_dict()) == result
+
+
+def test_batched_strategies_and_job_listing(client):
+    pal = client.solve({"problem": "What is 12 * 12?", "strategy": {"name": "pal"}})
+    cot = client.solve({"problem": "What is 12 * 12?", "strategy": {"name": "cot"}})
+    assert pal.nodes[0].attempt.strategy == "pal" and pal.nodes[0].attempt.tool_calls
+    assert pal.answer == last_output_line(pal.nodes[0].attempt.tool_calls[0].result.stdout)
+    assert cot.nodes[0].attempt.strategy == "cot" and not cot.nodes[0].attempt.tool_calls
+    listed = {j.id: j.status for j in client.jobs()}
+    assert listed[pal.job_id] == "succeeded" or pal.status == "failed"
+    assert cot.job_id in listed
+
+
+def test_a_spent_budget_is_recorded_not_crashed(client):
+    result = client.solve({"problem": "Count to one hundred in words.", "strategy": {"name": "cot"}, "budget": {"max_tokens": 3}})
+    attempt = result.nodes[0].attempt
+    assert attempt.completion_tokens == 3
+    assert client.status(result.job_id).status == result.status
+
+
+def test_submit_then_query_status_events_and_result(client):
+    job_id = client.submit({"problem": "What is 2 + 2?", "strategy": {"name": "pal"}})
+    result = client.result(job_id, wait=True)
+    assert result is not None and client.status(job_id).status == result.status
+    events = client.events(job_id)
+    assert events[0]["type"] == "submitted" and events[-1]["type"] == "done"
+    assert client.events(job_id, offset=len(events) - 1) == events[-1:]
+    assert client.cancel(job_id).status == result.status  # finished jobs stay as they are

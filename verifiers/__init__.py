@@ -1,0 +1,5 @@
+"""Checkers for answers and programs. They never call a model."""
+
+from verifiers.types import Checker, Verdict
+
+__all__ = ["Checker", "Verdict"]

@@ -1,0 +1,79 @@
+"""ModelWorker: holds one engine and runs strategies on batches of questions.
+
+The orchestrator wraps it with `ray.remote` (one actor per tier, restartable); nothing here
+imports Ray except to report which node the work ran on, so the class is also usable
+in-process. `run_stream` yields progress events while the batch decodes and the attempts
+last, which Ray turns into a streaming generator for live progress.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+from tools.sandbox import SandboxLimits
+from workers.engines import EngineSpec, make_engine
+from workers.strategies import RunContext, make_strategy
+from workers.types import Attempt, Budget
+
+
+@dataclass
+class Batch:
+    """Questions of one tier that run together, and how to run them."""
+
+    questions: list[str]
+    strategy: str
+    params: dict
+    budget: Budget
+    sandbox: SandboxLimits
+
+
+@dataclass
+class BatchResult:
+    attempts: list[Attempt]
+    worker: dict  # where it ran: ray node id, pid, model
+
+
+class ModelWorker:
+    def __init__(self, spec: EngineSpec, tier: str):
+        self.spec = spec
+        self.tier = tier
+        self.engine = make_engine(spec)
+
+    def describe(self) -> dict:
+        try:
+            import ray
+
+            node_id = ray.get_runtime_context().get_node_id()
+        except Exception:  # not inside Ray
+            node_id = ""
+        return {"tier": self.tier, "model": self.engine.info().model_id, "node_id": node_id, "pid": os.getpid()}
+
+    def run(self, batch: Batch) -> BatchResult:
+        return list(self.run_stream(batch))[-1]
+
+    def run_stream(self, batch: Batch) -> Iterator[dict | BatchResult]:
+        strategy = make_strategy(batch.strategy, batch.params)
+        events: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                ctx = RunContext(self.engine, batch.budget, batch.sandbox, emit=events.put)
+                outcome["attempts"] = strategy.run(batch.questions, ctx)
+            except BaseException as exc:  # handed to the caller below
+                outcome["error"] = exc
+            finally:
+                events.put(None)
+
+        thread = threading.Thread(target=work, name="plait-strategy", daemon=True)
+        thread.start()
+        while (event := events.get()) is not None:
+            yield event
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        yield BatchResult(outcome["attempts"], self.describe())

@@ -1,0 +1,71 @@
+"""Model engines behind one protocol, and the factory that builds one from its spec."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from plait.errors import ConfigError
+from workers.engines.base import Completion, Engine, EngineInfo, KVLayout, Message, Prompt, SamplingParams, chat
+from workers.engines.embedded import EMBEDDED_MODEL
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to reach a model: what a config's tier names and a worker actor builds."""
+
+    kind: str = "transformers"  # "transformers" | "openai"
+    model: str = EMBEDDED_MODEL
+    base_url: str = ""  # openai: e.g. http://vllm:8000/v1
+    api_key_env: str = ""  # openai: name of the variable holding the key (keys never sit in config)
+    parameters: int = 0  # openai: model size for FLOPs accounting (the server does not report it)
+    context_length: int = 0
+    timeout: float = 120.0
+    max_retries: int = 4
+    dtype: str = "float32"
+    threads: int = 0  # transformers: torch threads, 0 = all cores
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("transformers", "openai"):
+            raise ConfigError(f"engine kind {self.kind!r} is unknown: use 'transformers' or 'openai'")
+        if self.kind == "openai" and not self.base_url:
+            raise ConfigError(f"engine for model {self.model!r} is kind 'openai' but has no base_url")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_engine(spec: EngineSpec, progress=None) -> Engine:
+    if spec.kind == "openai":
+        from workers.engines.openai_engine import OpenAIEngine
+
+        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        if spec.api_key_env and not key:
+            raise ConfigError(f"engine {spec.model!r} reads its API key from ${spec.api_key_env}, which is not set")
+        return OpenAIEngine(
+            spec.base_url,
+            spec.model,
+            api_key=key,
+            timeout=spec.timeout,
+            max_retries=spec.max_retries,
+            parameters=spec.parameters,
+            context_length=spec.context_length,
+        )
+    from workers.engines.transformers_engine import TransformersEngine
+
+    return TransformersEngine(spec.model, dtype=spec.dtype, threads=spec.threads or None, progress=progress)
+
+
+__all__ = [
+    "Completion",
+    "EMBEDDED_MODEL",
+    "Engine",
+    "EngineInfo",
+    "EngineSpec",
+    "KVLayout",
+    "Message",
+    "Prompt",
+    "SamplingParams",
+    "chat",
+    "make_engine",
+]

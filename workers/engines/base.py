@@ -1,0 +1,103 @@
+"""The Engine protocol: one interface so every strategy runs on every model backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, Union, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+# A prompt is raw text, or a chat whose last message may be a partial assistant turn that the
+# model continues (ToRA appends tool output to that turn and generation resumes there).
+Prompt = Union[str, tuple[Message, ...]]
+
+
+def chat(*turns: tuple[str, str]) -> tuple[Message, ...]:
+    return tuple(Message(role, content) for role, content in turns)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Completion:
+    text: str  # generated text, cut before the stop string that ended it
+    token_ids: list[int] = field(default_factory=list)  # every generated token (what was computed)
+    logprobs: list[float] = field(default_factory=list)  # one per generated token
+    finish_reason: str = "length"  # "stop" (stop string or EOS) | "length"
+    stop_reason: str | None = None  # the stop string that matched, None for EOS/length
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    model_id: str
+    parameters: int  # for FLOPs = 2 * parameters * tokens
+    context_length: int
+    kv_layout: KVLayout | None  # None when the KV lives in a remote server
+    fingerprint: str  # changes whenever the KV for the same tokens would change
+
+    def flops(self, tokens: int) -> int:
+        return 2 * self.parameters * tokens
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """One list of `params.n` completions per prompt, decoded as one batch."""
+
+    def score(self, prompt: Prompt, continuation: str) -> float:
+        """Sum log-probability of `continuation` given `prompt`."""
+
+    def info(self) -> EngineInfo: ...
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
+    """Cut text before the earliest stop string; returns (text, matched stop or None)."""
+    best: tuple[int, str] | None = None
+    for s in stop:
+        i = text.find(s)
+        if i >= 0 and (best is None or i < best[0]):
+            best = (i, s)
+    return (text, None) if best is None else (text[: best[0]], best[1])

@@ -1,0 +1,168 @@
+"""OpenAIEngine: any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, `plait engine serve`).
+
+Each prompt is one request (with `n` samples) and the requests of a batch go out
+concurrently: servers with continuous batching decode them together, and per-request usage
+keeps token accounting exact. Text prompts use /v1/completions; chat prompts use
+/v1/chat/completions, and a chat ending in a partial assistant turn is continued with the
+`continue_final_message` extension (vLLM, SGLang and plait's own server honour it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from plait.errors import EngineError
+from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, cut_at_stop
+
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    pass
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, (_Retryable, httpx.TransportError))
+
+
+class OpenAIEngine:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        parameters: int = 0,
+        context_length: int = 0,
+        concurrency: int = 8,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._parameters = parameters
+        self._context_length = context_length
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout))
+        self._pool = ThreadPoolExecutor(max_workers=concurrency)
+        self._post = retry(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(max_retries + 1),
+            wait=wait_exponential(multiplier=backoff, max=30),
+            reraise=True,
+        )(self._post_once)
+
+    def close(self) -> None:
+        self._http.close()
+        self._pool.shutdown(wait=False)
+
+    def _post_once(self, path: str, body: dict) -> dict:
+        response = self._http.post(path, json=body)
+        if response.status_code in _RETRY_STATUS:
+            raise _Retryable(f"{path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise EngineError(f"{self.base_url}{path} refused the request: HTTP {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def _call(self, path: str, body: dict) -> dict:
+        try:
+            return self._post(path, body)
+        except (_Retryable, httpx.TransportError) as exc:
+            raise EngineError(f"{self.base_url} did not answer after retries ({exc}); is the server up?") from exc
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        return list(self._pool.map(lambda p: self._generate_one(p, params), prompts))
+
+    def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        body = {
+            "model": self.model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "n": params.n,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if isinstance(prompt, str):
+            reply = self._call("/completions", {**body, "prompt": prompt, "logprobs": 1})
+        else:
+            continuing = bool(prompt) and prompt[-1].role == "assistant"
+            body.update(messages=[{"role": m.role, "content": m.content} for m in prompt], logprobs=True)
+            if continuing:
+                body.update(continue_final_message=True, add_generation_prompt=False)
+            reply = self._call("/chat/completions", body)
+        choices = sorted(reply.get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != params.n:
+            raise EngineError(f"{self.base_url} returned {len(choices)} choices for n={params.n}")
+        usage = reply.get("usage") or {}
+        return [self._completion(c, params, usage, len(choices)) for c in choices]
+
+    @staticmethod
+    def _completion(choice: dict, params: SamplingParams, usage: dict, n: int) -> Completion:
+        text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
+        logprobs = _logprobs(choice.get("logprobs"))
+        # Servers already cut at the stop string; cut again for servers that leave it in.
+        text, matched = cut_at_stop(text or "", params.stop)
+        stop_reason = choice.get("stop_reason")
+        return Completion(
+            text=text,
+            token_ids=[],
+            logprobs=logprobs,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            stop_reason=stop_reason if isinstance(stop_reason, str) else matched,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=len(logprobs) or int(usage.get("completion_tokens", 0)) // max(n, 1),
+        )
+
+    def score(self, prompt: Prompt, continuation: str) -> float:
+        if not isinstance(prompt, str):
+            raise EngineError("OpenAIEngine.score needs a text prompt: the server's chat template is not visible to the client")
+        reply = self._call(
+            "/completions",
+            {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0},
+        )
+        lp = reply["choices"][0].get("logprobs") or {}
+        offsets, values = lp.get("text_offset"), lp.get("token_logprobs")
+        if not offsets or not values:
+            raise EngineError(f"{self.base_url} does not return prompt logprobs with echo=true; score() needs them")
+        # The echoed prompt is followed by one generated token; count only continuation tokens.
+        tokens = lp.get("tokens") or []
+        end = len(prompt + continuation)
+        total = 0.0
+        for offset, value, token in zip(offsets, values, tokens):
+            if len(prompt) <= offset < end and value is not None:
+                total += value
+            if offset + len(token) >= end:
+                break
+        return total
+
+    def info(self) -> EngineInfo:
+        context = self._context_length
+        if not context:
+            try:
+                listing = self._http.get("/models").json().get("data", [])
+                context = next((int(m.get("max_model_len", 0)) for m in listing if m.get("id") == self.model), 0)
+            except (httpx.HTTPError, ValueError):
+                context = 0
+        return EngineInfo(
+            model_id=self.model,
+            parameters=self._parameters,
+            context_length=context,
+            kv_layout=None,
+            fingerprint=hashlib.sha256(f"{self.base_url}|{self.model}".encode()).hexdigest()[:16],
+        )
+
+
+def _logprobs(block: dict | None) -> list[float]:
+    if not block:
+        return []
+    if "content" in block:  # chat format
+        return [float(t["logprob"]) for t in block["content"] or []]
+    return [float(v) for v in block.get("token_logprobs") or [] if v is not None]

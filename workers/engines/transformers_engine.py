@@ -1,0 +1,212 @@
+"""TransformersEngine: a causal LM run in-process with a plain decode loop.
+
+The loop is ours rather than `model.generate` so that every later acceleration (prefix KV
+loads, speculative drafts, attention sinks, cautious decoding) has one obvious place to
+hook in, and so per-token logprobs cost nothing extra. Batches are left-padded; finished
+rows are dropped from the batch (and its KV cache) as soon as they stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from plait.errors import EngineError, MissingDependency
+from workers.engines.base import Completion, EngineInfo, KVLayout, Prompt, SamplingParams, cut_at_stop
+from workers.engines.embedded import EMBEDDED_MODEL, embedded_model_dir, weights_fingerprint
+
+
+class TransformersEngine:
+    def __init__(
+        self,
+        model: str = EMBEDDED_MODEL,
+        *,
+        dtype: str = "float32",
+        threads: int | None = None,
+        max_batch: int = 16,
+        progress=None,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        if model == EMBEDDED_MODEL:
+            path = embedded_model_dir(progress)
+        else:
+            path = Path(model).expanduser()
+            if not (path / "config.json").exists():
+                raise MissingDependency(
+                    f"model {model!r} is neither {EMBEDDED_MODEL!r} nor a local transformers model directory "
+                    "(plait never downloads weights at run time; point at a directory with config.json)"
+                )
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.model_id = model
+        self.max_batch = max_batch
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+        self._eos = self._eos_ids()
+        self._info = self._make_info(path, dtype)
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return {i for i in ids if i is not None}
+
+    def _make_info(self, path: Path, dtype: str) -> EngineInfo:
+        cfg = self.model.config
+        layout = KVLayout(
+            layers=cfg.num_hidden_layers,
+            kv_heads=getattr(cfg, "num_key_value_heads", cfg.num_attention_heads),
+            head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+            dtype=dtype,
+        )
+        rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None)
+        fingerprint = hashlib.sha256(f"{weights_fingerprint(path)}|{layout}|{rope}".encode()).hexdigest()[:16]
+        return EngineInfo(
+            model_id=self.model_id,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            context_length=cfg.max_position_embeddings,
+            kv_layout=layout,
+            fingerprint=fingerprint,
+        )
+
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def render(self, prompt: Prompt) -> str:
+        """Text the model sees; a chat ending in an assistant turn is continued, not closed."""
+        if isinstance(prompt, str):
+            return prompt
+        messages = [{"role": m.role, "content": m.content} for m in prompt]
+        continuing = bool(prompt) and prompt[-1].role == "assistant"
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not continuing, continue_final_message=continuing
+        )
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        # A rendered chat already carries its special tokens.
+        return self.tokenizer(self.render(prompt), add_special_tokens=isinstance(prompt, str))["input_ids"]
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        encoded = [self.encode(p) for p in prompts]
+        for ids in encoded:
+            if len(ids) >= self._info.context_length:
+                raise EngineError(
+                    f"prompt has {len(ids)} tokens but {self.model_id} holds {self._info.context_length}: shorten it"
+                )
+        copies = 1 if params.greedy else params.n  # greedy samples are identical: decode once
+        rows = [ids for ids in encoded for _ in range(copies)]
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        flat: list[Completion] = []
+        for start in range(0, len(rows), self.max_batch):
+            flat.extend(self._decode(rows[start : start + self.max_batch], params, generator))
+        grouped = [flat[i * copies : (i + 1) * copies] for i in range(len(prompts))]
+        if copies == 1 and params.n > 1:
+            grouped = [[group[0]] + [_copy(group[0]) for _ in range(params.n - 1)] for group in grouped]
+        return grouped
+
+    @torch.inference_mode()
+    def _decode(self, rows: list[list[int]], params: SamplingParams, generator) -> list[Completion]:
+        from transformers import DynamicCache
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r) for r in rows)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        budget = min(params.max_tokens, self._info.context_length - width)
+        stop_window = max((len(s) for s in params.stop), default=0) + 8  # tokens enough to span any stop string
+
+        out_ids: list[list[int]] = [[] for _ in rows]
+        out_lp: list[list[float]] = [[] for _ in rows]
+        finish = ["length"] * len(rows)
+        active = list(range(len(rows)))  # batch position -> row index
+        cache = DynamicCache()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache
+        ).logits[:, -1, :]
+        next_pos = positions[:, -1:] + 1
+
+        for _ in range(budget):
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            chosen = _pick(logits, params, generator)
+            keep = []
+            for b, row in enumerate(active):
+                tok = int(chosen[b])
+                out_ids[row].append(tok)
+                out_lp[row].append(float(logprobs[b, tok]))
+                if tok in self._eos:
+                    finish[row] = "stop"
+                elif params.stop and _ends_with_stop(self.tokenizer, out_ids[row], params.stop, stop_window):
+                    finish[row] = "stop"
+                else:
+                    keep.append(b)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index)
+                mask, next_pos, chosen = mask[index], next_pos[index], chosen[index]
+                active = [active[b] for b in keep]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
+            logits = self.model(
+                input_ids=chosen[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache
+            ).logits[:, -1, :]
+            next_pos = next_pos + 1
+
+        return [self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop) for i in range(len(rows))]
+
+    def _completion(self, prompt_ids, ids, logprobs, finish, stop) -> Completion:
+        visible = [t for t in ids if t not in self._eos]
+        text, matched = cut_at_stop(self.tokenizer.decode(visible, skip_special_tokens=True), stop)
+        return Completion(
+            text=text,
+            token_ids=ids,
+            logprobs=logprobs,
+            finish_reason=finish,
+            stop_reason=matched,
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=len(ids),
+        )
+
+    def score(self, prompt: Prompt, continuation: str) -> float:
+        context = self.encode(prompt)
+        target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        return sum(self.sequence_logprobs(context + target)[len(context):])
+
+    @torch.inference_mode()
+    def sequence_logprobs(self, ids: list[int]) -> list[float]:
+        """Log-probability of each token given the ones before it (0.0 for the first)."""
+        if len(ids) < 2:
+            return [0.0] * len(ids)
+        logprobs = torch.log_softmax(self.model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+        return [0.0] + logprobs.gather(-1, torch.tensor(ids[1:])[:, None]).squeeze(-1).tolist()
+
+def _pick(logits: torch.Tensor, params: SamplingParams, generator) -> torch.Tensor:
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > params.top_p  # keep the first token past top_p
+        sorted_probs[outside] = 0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _ends_with_stop(tokenizer, ids: list[int], stop: tuple[str, ...], window: int) -> bool:
+    tail = tokenizer.decode(ids[-window:], skip_special_tokens=True)
+    return any(s in tail for s in stop)
+
+
+def _copy(c: Completion) -> Completion:
+    return Completion(**{**c.to_dict(), "token_ids": list(c.token_ids), "logprobs": list(c.logprobs)})
+

@@ -1,0 +1,31 @@
+"""Reasoning strategies behind one protocol, looked up by name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from plait.errors import InvalidInput
+from workers.strategies.base import RunContext, Strategy
+from workers.strategies.cot import CoT
+from workers.strategies.pal import PAL
+from workers.strategies.tora import ToRA
+
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL)}
+
+
+def make_strategy(name: str, params: dict | None = None) -> Strategy:
+    """Build a strategy from its name and parameters, naming whatever is wrong."""
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise InvalidInput(f"unknown strategy {name!r}: choose one of {', '.join(sorted(STRATEGIES))}")
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params or {}) - allowed)
+    if unknown:
+        raise InvalidInput(f"strategy {name!r} has no parameter {', '.join(unknown)}; it takes {', '.join(sorted(allowed))}")
+    try:
+        return cls(**(params or {}))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"strategy {name!r}: {exc}") from exc
+
+
+__all__ = ["STRATEGIES", "RunContext", "Strategy", "make_strategy"]

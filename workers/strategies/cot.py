@@ -1,0 +1,26 @@
+"""Chain of thought: one generation, no tools, answer read from the prose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from workers.strategies.answers import answer_from_text
+from workers.strategies.base import RunContext, Rollouts, SamplingConfig
+from workers.strategies.prompts import COT_PROMPT
+from workers.types import Attempt
+
+
+@dataclass
+class CoT(SamplingConfig):
+    name: ClassVar[str] = "cot"
+
+    def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
+        rollouts = Rollouts(questions, ctx, self.name, self)
+        indices = list(range(len(questions)))
+        for i, completion in rollouts.generate(indices, [COT_PROMPT.prompt(q) for q in questions], (), 0).items():
+            attempt = rollouts.attempts[i]
+            attempt.text = completion.text
+            attempt.answer, attempt.answer_source = answer_from_text(completion.text)
+            rollouts.finish(i, "answered")
+        return rollouts.close()

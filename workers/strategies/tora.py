@@ -1,0 +1,84 @@
+"""ToRA: tool-integrated reasoning. The model writes a rationale and a ```python block;
+generation stops at the block's end, the block runs in the sandbox, its output is appended
+as an ```output block, and the model continues from there, up to `max_tool_calls` rounds.
+All questions of a batch advance round by round in shared engine calls."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from workers.engines.base import Completion
+from workers.strategies.answers import answer_from_text, last_boxed, last_output_line
+from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output
+from workers.strategies.prompts import OUTPUT_FENCE, TORA_PROMPT
+from workers.types import Attempt
+
+CODE_STOPS = (OUTPUT_FENCE, "\n```\n")
+_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)(?:\n```|\Z)", re.S)
+
+
+@dataclass
+class ToRA(SamplingConfig):
+    name: ClassVar[str] = "tora"
+    max_tool_calls: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.max_tool_calls <= 16:
+            raise ValueError("max_tool_calls must be between 0 and 16")
+
+    def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
+        rollouts = Rollouts(questions, ctx, self.name, self)
+        for round_ in range(self.max_tool_calls + 1):
+            active = rollouts.active()
+            if not active:
+                break
+            prompts = [TORA_PROMPT.prompt(questions[i], rollouts.attempts[i].text) for i in active]
+            programs = {}
+            for i, completion in rollouts.generate(active, prompts, CODE_STOPS, round_).items():
+                attempt = rollouts.attempts[i]
+                code = pending_program(completion)
+                attempt.text += completion.text
+                if code is not None and round_ < self.max_tool_calls:
+                    programs[i] = code
+                else:
+                    rollouts.finish(i, "answered")
+            for i, result in rollouts.execute(programs, round_).items():
+                attempt = rollouts.attempts[i]
+                attempt.text = _close_block(attempt.text) + f"{OUTPUT_FENCE}\n{format_output(result)}\n```\n"
+        for attempt in rollouts.attempts:
+            attempt.answer, attempt.answer_source = final_answer(attempt)
+        return rollouts.close()
+
+
+def pending_program(completion: Completion) -> str | None:
+    """The program the model just finished writing and now waits to see run, if any."""
+    ended_block = completion.stop_reason in CODE_STOPS or (
+        completion.finish_reason == "stop" and completion.text.rstrip().endswith("```")
+    )
+    if not ended_block:
+        return None
+    blocks = list(_BLOCK.finditer(completion.text))
+    if not blocks or last_boxed(completion.text[blocks[-1].start() :]) is not None:
+        return None
+    code = blocks[-1].group(1).strip("\n")
+    return code if code.strip() else None
+
+
+def _close_block(text: str) -> str:
+    text = text.rstrip()
+    return (text if text.endswith("```") else text + "\n```") + "\n"
+
+
+def final_answer(attempt: Attempt) -> tuple[str | None, str]:
+    """\\boxed{} first, then the last line of the last successful program, then the prose."""
+    boxed = last_boxed(attempt.text)
+    if boxed is not None:
+        return boxed, "boxed"
+    for call in reversed(attempt.tool_calls):
+        line = last_output_line(call.result.stdout) if call.result.ok else None
+        if line is not None:
+            return line, "output"
+    return answer_from_text(attempt.text)

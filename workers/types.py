@@ -1,0 +1,77 @@
+"""Data that leaves a worker: what it was allowed to spend and what it did."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from tools.sandbox import ExecResult
+from verifiers.types import Verdict
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for one question; None means no limit on that axis."""
+
+    max_tokens: int | None = 2048  # generated tokens, all rounds and samples together
+    max_samples: int | None = 1
+    max_seconds: float | None = None
+    max_flops: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_tokens", "max_samples", "max_seconds", "max_flops"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"budget {name} must be positive, got {value}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ToolCall:
+    code: str
+    result: ExecResult
+    round: int
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "result": self.result.to_dict(), "round": self.round}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ToolCall":
+        return cls(data["code"], ExecResult.from_dict(data["result"]), data["round"])
+
+
+@dataclass
+class Attempt:
+    """One worker's try at one question, with everything needed to audit it."""
+
+    question: str
+    strategy: str
+    model_id: str
+    text: str = ""  # the assistant's whole transcript, tool outputs included
+    answer: str | None = None
+    answer_source: str = ""  # where the answer was read: "boxed", "output", "text", ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: int = 0
+    seconds: float = 0.0
+    finish_reason: str = ""  # "answered" | "no_answer" | "budget" | "error"
+    verdict: Verdict | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["tool_calls"] = [t.to_dict() for t in self.tool_calls]
+        data["verdict"] = self.verdict.to_dict() if self.verdict else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Attempt":
+        data = dict(data)
+        data["tool_calls"] = [ToolCall.from_dict(t) for t in data.get("tool_calls", [])]
+        data["verdict"] = Verdict.from_dict(data["verdict"]) if data.get("verdict") else None
+        return cls(**data)
