@@ -4,8 +4,8 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO_PROBLEM ?= A shop sells 4 notebooks for 14 dollars. How much do 6 notebooks cost, in dollars?
-DEMO_ANSWER  ?= 21
+DEMO_PROBLEM ?= What is 17 * 23 + 4?
+DEMO_ANSWER  ?= 395
 
 .PHONY: demo test test-fast install install-dev system-deps accuracy clean
 
@@ -13,10 +13,10 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/plait solve "$(DEMO_PROBLEM)" --answer "$(DEMO_ANSWER)"
 
 test: system-deps $(VENV)/.installed-dev
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra --tb=short
 
 test-fast: $(VENV)/.installed-dev
-	$(VENV)/bin/pytest -q -ra -m "not slow"
+	$(VENV)/bin/pytest -q -ra --tb=short -m "not slow"
 
 accuracy: $(VENV)/.installed-dev
 	$(PY) benchmarks/accuracy.py

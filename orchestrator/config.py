@@ -118,10 +118,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
                 section = section.setdefault(key, {})
             section[keys[-1]] = value
     try:
-        if isinstance(data.get("routing"), dict):
-            data["routing"] = {int(k): v for k, v in data["routing"].items()}
-        config = Config.model_validate(data)
-    except (ValidationError, ValueError) as exc:
-        detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
-        raise ConfigError(f"bad config{f' in {source}' if source else ''}: {detail}") from None
+        config = Config.model_validate(data)  # TOML keys are strings; pydantic reads "1" as difficulty 1
+    except ValidationError as exc:
+        raise ConfigError(f"bad config{f' in {source}' if source else ''}: {describe_errors(exc)}") from None
     return config

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import Config, load_config
+from plait.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "deploy" / "plait.example.toml"
+
+
+def test_defaults_route_everything_to_the_embedded_model(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PLAIT_CONFIG", raising=False)
+    config = load_config()
+    assert config.tiers["small"].model == "smollm2-135m" and config.routing == {1: "small"}
+    assert config.ray.address is None
+
+
+def test_the_shipped_example_is_valid():
+    config = load_config(EXAMPLE)
+    assert config.sandbox.limits().timeout == 10 and config.tiers["small"].engine_spec().kind == "transformers"
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "plait.toml"
+    path.write_text('redis_url = "redis://file:6379"\n[ray]\naddress = "ray://file:10001"\n')
+    monkeypatch.setenv("PLAIT_REDIS_URL", "redis://env:6379")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://env:10001")
+    config = load_config(path)
+    assert (config.redis_url, config.ray.address) == ("redis://env:6379", "ray://env:10001")
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('[routing]\n1 = "large"\n', "tier 'large'"),
+        ('[routing]\n3 = "small"\n', "difficulty 1 needs a tier"),
+        ('[routing]\nhard = "small"\n', "routing"),
+        ('[tiers.big]\nkind = "openai"\n', "base_url"),
+        ('[sandbox]\ntimeout = -1\n', "sandbox.timeout"),
+        ('[sandbox]\ntimout = 5\n', "unknown field"),
+        ("this is = not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_config_says_what_is_wrong(tmp_path, text, words):
+    path = tmp_path / "plait.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_openai_tier_becomes_an_engine_spec():
+    config = Config.model_validate(
+        {"tiers": {"small": {}, "big": {"kind": "openai", "base_url": "http://x/v1", "model": "m", "parameters": 7}}, "routing": {1: "small", 4: "big"}}
+    )
+    spec = config.tiers["big"].engine_spec()
+    assert (spec.kind, spec.base_url, spec.parameters) == ("openai", "http://x/v1", 7)
