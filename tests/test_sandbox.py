@@ -29,6 +29,13 @@ def sandbox_processes() -> list[int]:
     return pids
 
 
+@pytest.mark.needs_bwrap
+def test_installed_bwrap_is_the_isolation_in_use():
+    # A bwrap that is installed but unusable (e.g. the venv hidden by the private /tmp) would
+    # silently weaken every run; fail loudly instead.
+    assert ISOLATION == "bwrap"
+
+
 def test_print_and_result_fields():
     r = run_python("print('hello')")
     assert (r.stdout, r.stderr, r.exit_code, r.status) == ("hello\n", "", 0, "ok")

@@ -279,7 +279,7 @@ def _wrap(plan: _Plan, scratch: str, runner: list[str]) -> list[str]:
         else:
             ns = ["--unshare-all"]
         return [plan.tool, *ns, "--as-pid-1", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-                *_masks(), "--tmpfs", "/tmp", "--bind", scratch, scratch, "--chdir", scratch,
+                *_masks(), "--bind", scratch, scratch, "--chdir", scratch,
                 "--dev", "/dev", "--proc", "/proc", "--", *runner]
     if plan.isolation == "unshare":
         userns = ["--user", "--map-root-user"] if plan.drop_uid or os.geteuid() != 0 else []
@@ -290,13 +290,14 @@ def _wrap(plan: _Plan, scratch: str, runner: list[str]) -> list[str]:
 
 @functools.cache
 def _masks() -> tuple[str, ...]:
-    """bwrap arguments hiding the parent's home and unsearchable directories (e.g. /root) behind
-    empty tmpfs, re-exposing read-only only the Python installation that lives under them."""
+    """bwrap arguments giving the run a private /tmp and hiding the parent's home and unsearchable
+    directories (e.g. /root) behind empty tmpfs, re-exposing read-only only the Python
+    installation that lives under them (a venv may well sit under /tmp or a home)."""
     needed = {os.path.realpath(p) for p in (
         sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
         os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable)))}
     home = os.path.realpath(os.path.expanduser("~"))
-    masked = {home} if home != "/" and os.path.isdir(home) else set()
+    masked = {"/tmp"} | ({home} if home != "/" and os.path.isdir(home) else set())
     for path in needed:
         parts = path.split("/")
         for i in range(2, len(parts)):
