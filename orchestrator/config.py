@@ -20,6 +20,18 @@ from tools.sandbox import SandboxLimits
 from workers.engines import EMBEDDED_MODEL, EngineSpec
 
 
+# Names shared with deploy/ (manifests are tested against these).
+API_PORT = 8080  # `plait serve`
+REDIS_PORT = 6379
+RAY_CLIENT_PORT = 10001
+ENV_VARS = ("PLAIT_CONFIG", "PLAIT_REDIS_URL", "PLAIT_RAY_ADDRESS", "RAY_ADDRESS", "PLAIT_CACHE_DIR", "PLAIT_API_TOKEN")
+
+
+def tier_resource(tier: str) -> str:
+    """Ray custom resource a node offers to host the worker actor of `tier`."""
+    return f"tier_{tier}"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

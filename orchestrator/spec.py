@@ -16,7 +16,7 @@ class _Strict(BaseModel):
 
 
 class StrategySpec(_Strict):
-    name: Literal["tora", "cot", "pal"] = "tora"
+    name: Literal["tora", "cot", "pal", "calc"] = "tora"
     params: dict[str, Any] = Field(default_factory=dict)
 
 

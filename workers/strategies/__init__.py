@@ -6,11 +6,12 @@ import dataclasses
 
 from plait.errors import InvalidInput
 from workers.strategies.base import RunContext, Strategy
+from workers.strategies.calc import Calc
 from workers.strategies.cot import CoT
 from workers.strategies.pal import PAL
 from workers.strategies.tora import ToRA
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL)}
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc)}
 
 
 def make_strategy(name: str, params: dict | None = None) -> Strategy:

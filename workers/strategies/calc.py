@@ -1,0 +1,38 @@
+"""calc: no model at all. The question's last line is read as a math expression and evaluated
+exactly with sympy (the verifier's safe parser, never Python eval). For skeleton nodes that
+are pure arithmetic over their dependencies' answers, and for running the orchestrator
+without spending model time (scheduler benchmarks, API tests)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from verifiers import math as math_verifier
+from workers.strategies.base import RunContext
+from workers.types import Attempt
+
+
+@dataclass
+class Calc:
+    name: ClassVar[str] = "calc"
+
+    def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
+        started = time.monotonic()
+        attempts = []
+        for question in questions:
+            expression = question.strip().splitlines()[-1] if question.strip() else ""
+            value = math_verifier.parse_answer(expression)
+            attempt = Attempt(question=question, strategy=self.name, model_id="sympy")
+            if value is None or isinstance(value, (tuple, bool)):
+                attempt.finish_reason = "no_answer"
+                attempt.text = f"cannot evaluate {expression!r} as a math expression"
+            else:
+                attempt.answer, attempt.answer_source, attempt.finish_reason = str(value), "text", "answered"
+                attempt.text = f"{expression} = {value}"
+            attempt.seconds = time.monotonic() - started
+            attempt.verdict = math_verifier.verify_unreferenced(question, attempt.answer, from_code=attempt.answer is not None)
+            attempts.append(attempt)
+        ctx.emit({"type": "generated", "round": 0, "questions": len(questions), "tokens": 0})
+        return attempts
