@@ -8,7 +8,8 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from datetime import datetime
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -63,22 +64,23 @@ def _strategy_params(pairs: list[str]) -> dict:
     return params
 
 
-@app.command()
-def solve(
-    problem: str = typer.Argument(..., help="The problem text, '-' to read stdin, or @FILE (a JobSpec .json or plain text)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="tora | cot | pal  [default: tora]"),
-    answer: Optional[str] = typer.Option(None, "--answer", help="Reference answer: the result is checked against it."),
-    param: list[str] = typer.Option([], "--param", "-p", help="Strategy parameter key=value, e.g. -p max_tool_calls=2."),
-    max_tokens: Optional[int] = typer.Option(None, help="Budget: generated tokens per node."),
-    max_seconds: Optional[float] = typer.Option(None, help="Budget: wall-clock seconds per node."),
-    as_json: bool = typer.Option(False, "--json", help="Print the Result as JSON on stdout."),
-    config: Optional[Path] = typer.Option(None, "--config", help="plait.toml to use (default: $PLAIT_CONFIG, ./plait.toml)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: $RAY_ADDRESS or in-process)."),
-) -> None:
-    """Solve one problem end to end and print the answer, its verdict, tokens and time."""
-    from orchestrator.client import Client
-    from orchestrator.config import load_config
-    from orchestrator.progress import ProgressView, render_result
+# Options shared by several verbs, declared once.
+StrategyOpt = Annotated[Optional[str], typer.Option("--strategy", "-s", help="tora | cot | pal | calc  [default: tora]")]
+AnswerOpt = Annotated[Optional[str], typer.Option("--answer", help="Reference answer: the result is checked against it.")]
+ParamOpt = Annotated[list[str], typer.Option("--param", "-p", help="Strategy parameter key=value, e.g. -p max_tool_calls=2.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Budget: generated tokens per node.")]
+MaxSecondsOpt = Annotated[Optional[float], typer.Option("--max-seconds", help="Budget: wall-clock seconds per node.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Wall-clock seconds for the whole job.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="plait.toml to use (default: $PLAIT_CONFIG, ./plait.toml).")]
+AddressOpt = Annotated[
+    Optional[str], typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS, a `plait up` cluster, or in-process).")
+]
+ProblemArg = Annotated[str, typer.Argument(help="The problem text, '-' to read stdin, or @FILE (a JobSpec .json or plain text).")]
+JobArg = Annotated[str, typer.Argument(help="Job id (see `plait jobs`).")]
+
+
+def _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout):
     from orchestrator.spec import JobSpec
 
     data = _problem_spec(problem)
@@ -92,16 +94,188 @@ def solve(
         data.setdefault("budget", {}).update(budget)
     if answer is not None:
         data["reference"] = answer
-    spec = JobSpec.parse(data)  # bad input fails here, before Ray starts
-    client = Client(address, config=load_config(config))
-    with ProgressView(err) as view:
-        result = client.solve(spec, on_event=view)
+    if timeout is not None:
+        data["timeout"] = timeout
+    return JobSpec.parse(data)  # bad input fails here, before Ray starts
+
+
+def _client(config: Optional[Path], address: Optional[str]):
+    from orchestrator.client import Client
+    from orchestrator.config import load_config
+
+    return Client(address, config=load_config(config))
+
+
+def _show_result(result, as_json: bool) -> None:
+    from orchestrator.progress import render_result
+
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         render_result(result, out)
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+def _follow(client, job_id: str, as_json: bool) -> None:
+    from orchestrator.progress import ProgressView
+
+    with ProgressView(err) as view:
+        for event in client.watch(job_id):
+            view(event)
+    _show_result(client.result(job_id), as_json)
+
+
+@app.command()
+def solve(
+    problem: ProblemArg,
+    strategy: StrategyOpt = None,
+    answer: AnswerOpt = None,
+    param: ParamOpt = [],
+    max_tokens: MaxTokensOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Solve one problem end to end and print the answer, its verdict, tokens and time."""
+    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout)
+    client = _client(config, address)
+    _follow(client, client.submit(spec), as_json)
+
+
+@app.command()
+def submit(
+    problem: ProblemArg,
+    strategy: StrategyOpt = None,
+    answer: AnswerOpt = None,
+    param: ParamOpt = [],
+    max_tokens: MaxTokensOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    timeout: TimeoutOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job and print its result.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Queue a job on the cluster and print its id; it runs on after this command exits."""
+    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout)
+    client = _client(config, address)
+    if client.mode == "local" and not wait:
+        raise InvalidInput("no cluster to submit to: start one with `plait up`, pass --address, or use `plait solve`")
+    job_id = client.submit(spec)
+    if wait:
+        err.print(job_id, style="dim")
+        _follow(client, job_id, as_json)
+    else:
+        print(json.dumps({"id": job_id}) if as_json else job_id)
+
+
+@app.command()
+def status(job_id: JobArg, as_json: JsonOpt = False, config: ConfigOpt = None, address: AddressOpt = None) -> None:
+    """Print a job's status."""
+    job = _client(config, address).status(job_id)
+    if as_json:
+        print(json.dumps(job.to_dict()))
+    else:
+        out.print(f"{job.id}  {job.status}  {job.spec.strategy.name}  {job.spec.problem[:60]!r}", highlight=False)
+
+
+@app.command()
+def result(
+    job_id: JobArg,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the job has finished.")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Print a finished job's result (answer, verdict, tokens, time)."""
+    client = _client(config, address)
+    found = client.result(job_id, wait=wait)
+    if found is None:
+        raise InvalidInput(f"job {job_id} is {client.status(job_id).status}, not finished: use --wait or `plait watch {job_id}`")
+    _show_result(found, as_json)
+
+
+@app.command()
+def watch(job_id: JobArg, as_json: JsonOpt = False, config: ConfigOpt = None, address: AddressOpt = None) -> None:
+    """Follow a job live (its graph's nodes, decoding rounds, tool calls) until it finishes."""
+    _follow(_client(config, address), job_id, as_json)
+
+
+@app.command()
+def cancel(job_id: JobArg, config: ConfigOpt = None, address: AddressOpt = None) -> None:
+    """Cancel a job: nodes not yet started never run."""
+    job = _client(config, address).cancel(job_id)
+    out.print(f"{job.id}  {job.status}" + ("" if job.status in ("succeeded", "failed", "cancelled") else "  (cancel requested)"))
+
+
+@app.command()
+def jobs(
+    status_filter: Annotated[Optional[str], typer.Option("--status", help="Only jobs with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """List jobs, newest first."""
+    from rich.table import Table
+
+    from orchestrator.job import STATUSES
+
+    if status_filter is not None and status_filter not in STATUSES:
+        raise InvalidInput(f"--status {status_filter!r}: choose one of {', '.join(STATUSES)}")
+    listed = _client(config, address).jobs(status_filter, limit)
+    if as_json:
+        print(json.dumps([j.to_dict() for j in listed]))
+        return
+    table = Table(box=None)
+    for column in ("id", "status", "strategy", "created", "problem"):
+        table.add_column(column)
+    for j in listed:
+        created = datetime.fromtimestamp(j.created).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(j.id, j.status, j.spec.strategy.name, created, j.spec.problem[:50])
+    out.print(table)
+
+
+@app.command()
+def up(
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs the Ray head offers (default: all).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Start a persistent local cluster (Ray head + Redis) that solve/submit then use."""
+    from orchestrator import cluster
+    from orchestrator.config import load_config
+
+    state, started = cluster.up(load_config(config), num_cpus)
+    out.print(("started" if started else "already up") + f": ray {state.ray_address}, redis {state.redis_url}")
+    out.print(f"logs and data in {state.directory}; stop with `plait down`", style="dim")
+
+
+@app.command()
+def down() -> None:
+    """Stop the cluster `plait up` started."""
+    from orchestrator import cluster
+
+    state = cluster.down()
+    out.print("stopped" if state else "no cluster was up")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; any non-loopback address needs PLAIT_API_TOKEN.")] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option(help="Port to bind [default: 8080].")] = None,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Serve the HTTP API (jobs, server-sent events, metrics) with uvicorn."""
+    from orchestrator.api import run_server
+    from orchestrator.config import API_PORT
+
+    client = _client(config, address)
+    err.print(f"plait API at http://{host}:{port or API_PORT} ({client.mode} mode)", style="bold")
+    run_server(client, host, port or API_PORT, os.environ.get("PLAIT_API_TOKEN") or None)
 
 
 @config_app.command("show")

@@ -1,68 +1,104 @@
-"""The Python API: the same verbs as the CLI (solve, submit, status, result, events, cancel,
-jobs). Jobs run on a background thread of this process that drives the Ray workers; the
-job store holds everything a caller can ask about."""
+"""The Python API: the same verbs as the CLI and the HTTP API (solve, submit, status, result,
+events, watch, cancel, jobs), one implementation under all three.
+
+Two modes. Local (the default): Ray starts in this process and jobs run on threads here,
+with the in-memory store unless PLAIT_REDIS_URL names a Redis. Cluster (an address from
+`--address`, RAY_ADDRESS, the config, or a cluster started by `plait up`): jobs are stored
+in Redis and run by the cluster's detached controller actor, so they keep running after
+this client exits and any client can query them.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from orchestrator import cluster
 from orchestrator.config import Config, load_config
 from orchestrator.job import TERMINAL, Job, Result, new_job_id
-from orchestrator.runtime import WorkerPool
+from orchestrator.runtime import WorkerPool, init_ray
 from orchestrator.scheduler import Scheduler
 from orchestrator.spec import JobSpec
-from orchestrator.store import MemoryStore, Store
+from orchestrator.store import MemoryStore, Store, open_store
+from plait.errors import ConfigError
 from workers.strategies import make_strategy
 
 
 class Client:
-    def __init__(self, address: str | None = None, *, config: Config | None = None, store: Store | None = None):
-        self.config = config or load_config()
+    def __init__(
+        self, address: str | None = None, *, config: Config | None = None, store: Store | None = None, discover: bool = True
+    ):
+        """`discover=False` ignores a `plait up` cluster and stays local unless an address is given."""
+        config = config or load_config()
         if address:
-            self.config = self.config.model_copy(update={"ray": self.config.ray.model_copy(update={"address": address})})
-        self.store = store or MemoryStore()
-        self.pool = WorkerPool(self.config)
-        self.scheduler = Scheduler(self.store, self.pool, self.config)
+            config = config.model_copy(update={"ray": config.ray.model_copy(update={"address": address})})
+        elif discover and config.ray.address is None and (up := cluster.read_state()):
+            config = config.model_copy(
+                update={"ray": config.ray.model_copy(update={"address": up.ray_address}), "redis_url": config.redis_url or up.redis_url}
+            )
+        self.config = config
+        self.mode = "cluster" if config.ray.address else "local"
+        self.store = store or open_store(config.redis_url)
+        if self.mode == "cluster" and isinstance(self.store, MemoryStore):
+            raise ConfigError(
+                f"cluster mode ({config.ray.address}) needs a job store every client can reach: "
+                "set PLAIT_REDIS_URL (or use `plait up`, which starts one)"
+            )
+        self.pool = WorkerPool(config)
+        self._scheduler = Scheduler(self.store, self.pool, config)
         self._threads: dict[str, threading.Thread] = {}
-        self._cancels: dict[str, threading.Event] = {}
 
     def submit(self, spec: JobSpec | dict | str) -> str:
-        """Validate and queue a job (a str is the problem text); it starts at once on a background
-        thread. Returns its id."""
+        """Validate and store a job (a str is the problem text) and start it. Returns its id."""
         spec = JobSpec.parse({"problem": spec} if isinstance(spec, str) else spec)
         make_strategy(spec.strategy.name, spec.strategy.params)  # bad parameters fail here, not in a worker
+        self.store.ping()
         job = Job(id=new_job_id(), spec=spec)
         self.store.create(job)
-        self.store.append_event(job.id, {"type": "submitted", "strategy": spec.strategy.name})
-        cancel = self._cancels[job.id] = threading.Event()
-        thread = threading.Thread(target=self.scheduler.run, args=(job.id, cancel), name=f"plait-{job.id}", daemon=True)
-        self._threads[job.id] = thread
-        thread.start()
+        self.store.append_event(job.id, {"type": "submitted", "strategy": spec.strategy.name, "mode": self.mode})
+        if self.mode == "cluster":
+            from orchestrator.controller import controller
+
+            init_ray(self.config)
+            import ray
+
+            ray.get(controller(self.config).start.remote(job.id))
+        else:
+            thread = threading.Thread(target=self._scheduler.run, args=(job.id,), name=f"plait-{job.id}", daemon=True)
+            self._threads[job.id] = thread
+            thread.start()
         return job.id
 
     def solve(self, spec: JobSpec | dict | str, on_event: Callable[[dict], Any] | None = None) -> Result:
         """Submit and wait; `on_event` sees every event of the job as it happens."""
         job_id = self.submit(spec)
-        offset = 0
+        for event in self.watch(job_id):
+            if on_event:
+                on_event(event)
+        return self.result(job_id)
+
+    def watch(self, job_id: str, offset: int = 0, poll: float = 1.0) -> Iterator[dict]:
+        """The job's events from `offset` on, as they happen, until the job is finished."""
         while True:
-            done = self.status(job_id).status in TERMINAL and self.store.result(job_id) is not None
-            for event in self.store.events(job_id, offset):
+            events = self.store.wait_events(job_id, offset, poll)
+            for event in events:
                 offset = event["seq"] + 1
-                if on_event:
-                    on_event(event)
-            if done:
-                self._threads[job_id].join()
-                return self.store.result(job_id)
-            time.sleep(0.1)
+                yield event
+                if event["type"] == "done":
+                    return
+            if not events and self.status(job_id).status in TERMINAL:
+                return  # finished before we looked, and its "done" is behind `offset`
 
     def status(self, job_id: str) -> Job:
         return self.store.get(job_id)
 
     def result(self, job_id: str, wait: bool = False, timeout: float | None = None) -> Result | None:
-        if wait and job_id in self._threads:
-            self._threads[job_id].join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while wait and (self.status(job_id).status not in TERMINAL or self.store.result(job_id) is None):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         return self.store.result(job_id)
 
     def events(self, job_id: str, offset: int = 0) -> list[dict]:
@@ -71,8 +107,8 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         """Stop a job: nodes not yet started never run. A finished job stays as it is."""
         job = self.store.get(job_id)
-        if job.status not in TERMINAL and job_id in self._cancels:
-            self._cancels[job_id].set()
+        if job.status not in TERMINAL:
+            self.store.request_cancel(job_id)
             self.store.append_event(job_id, {"type": "cancel_requested"})
         return self.store.get(job_id)
 
@@ -80,8 +116,9 @@ class Client:
         return self.store.jobs(status, limit)
 
     def close(self) -> None:
-        """Release the worker actors (Ray itself stays up for the rest of the process)."""
-        self.pool.shutdown()
+        """Release this client's worker actors (local mode); cluster actors stay up."""
+        if self.mode == "local":
+            self.pool.shutdown()
 
     def __enter__(self) -> "Client":
         return self

@@ -66,6 +66,8 @@ class NodeResult:
     attempt: Attempt | None
     worker: dict = field(default_factory=dict)  # ray node id, pid, model that ran it
     retries: int = 0
+    error: str | None = None
+    seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "attempt": self.attempt.to_dict() if self.attempt else None}

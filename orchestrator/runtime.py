@@ -1,17 +1,30 @@
-"""Ray start-up and the pool of model-worker actors, one per tier."""
+"""Ray start-up and the pool of model-worker actors, one per tier.
+
+Each tier's actor asks for a sliver of the custom resource `tier_<name>`, so an operator
+decides which Ray nodes host which tiers by what the nodes advertise (`ray start
+--resources`); a Ray started by plait itself advertises every configured tier.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 
-from orchestrator.config import Config
+from orchestrator.config import Config, tier_resource
 from plait.errors import ConfigError
 from workers.actor import ModelWorker
 
 # Set before Ray is imported anywhere in this process: no usage reporting from plait.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+NAMESPACE = "plait"
+_TIER_SHARE = 0.001  # of a node's tier resource per actor: many tiers' actors fit on one node
+
+
+def tier_resources(config: Config, amount: float = 1000) -> dict[str, float]:
+    return {tier_resource(tier): amount for tier in config.tiers}
 
 
 def init_ray(config: Config) -> None:
@@ -20,17 +33,23 @@ def init_ray(config: Config) -> None:
     if ray.is_initialized():
         return
     options: dict = dict(
-        address=config.ray.address,
-        include_dashboard=config.ray.include_dashboard,
+        # "local" starts a new in-process instance; None would join any `ray start` cluster found.
+        address=config.ray.address or "local",
+        namespace=NAMESPACE,
         log_to_driver=False,
-        logging_level=logging.WARNING,
+        logging_level=logging.ERROR,
         ignore_reinit_error=True,
     )
     if config.ray.address is None:  # these only apply when starting a local instance
-        options.update(num_cpus=config.ray.num_cpus, object_store_memory=config.ray.object_store_mb * 1024 * 1024)
+        options.update(
+            num_cpus=config.ray.num_cpus,
+            include_dashboard=config.ray.include_dashboard,
+            object_store_memory=config.ray.object_store_mb * 1024 * 1024,
+            resources=tier_resources(config),
+        )
     try:
         ray.init(**options)
-    except ConnectionError as exc:
+    except (ConnectionError, TimeoutError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {config.ray.address}: {exc}") from None
 
 
@@ -54,22 +73,24 @@ class WorkerPool:
         if tier not in self.config.tiers:
             raise ConfigError(f"tier {tier!r} is not defined; defined tiers: {', '.join(self.config.tiers)}")
         init_ray(self.config)
+        resource = tier_resource(tier)
+        if resource not in ray.cluster_resources():
+            raise ConfigError(
+                f"no Ray node offers the resource {resource!r} that tier {tier!r} runs on: start a node with "
+                f"`ray start --resources '{json.dumps({resource: 1000})}'`"
+            )
         tier_config = self.config.tiers[tier]
         env = {"RAY_USAGE_STATS_ENABLED": "0"}
         if self.config.cache_dir or os.environ.get("PLAIT_CACHE_DIR"):
             env["PLAIT_CACHE_DIR"] = self.config.cache_dir or os.environ["PLAIT_CACHE_DIR"]
         remote = ray.remote(ModelWorker).options(
             num_cpus=tier_config.num_cpus,
+            resources={resource: _TIER_SHARE},
             max_restarts=1,
             max_task_retries=0,  # the scheduler retries nodes itself, with bounded attempts
             runtime_env={"env_vars": env},
         )
         return remote.remote(tier_config.engine_spec(), tier)
-
-    def forget(self, tier: str) -> None:
-        """Drop a tier's actor (after it died for good) so the next use starts a new one."""
-        with self._lock:
-            self._actors.pop(tier, None)
 
     def shutdown(self) -> None:
         import ray

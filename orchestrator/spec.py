@@ -27,6 +27,16 @@ class BudgetSpec(_Strict):
     max_flops: float | None = Field(default=None, gt=0)
 
 
+class NodeSpec(_Strict):
+    """One sub-problem of a graph given in the job (instead of asking a planner for one).
+    A question may name a dependency's answer as {id}."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    question: str = Field(min_length=1, max_length=MAX_PROBLEM_CHARS)
+    depends_on: list[str] = Field(default_factory=list, max_length=256)
+    difficulty: int = Field(default=3, ge=1, le=5)
+
+
 class JobSpec(_Strict):
     kind: Literal["math", "program", "qa"] = "math"
     problem: str = Field(max_length=MAX_PROBLEM_CHARS)
@@ -36,6 +46,10 @@ class JobSpec(_Strict):
     planner: Literal["none"] = "none"
     tiers: dict[int, str] | None = Field(default=None, description="difficulty -> tier overrides for this job")
     reference: str | None = Field(default=None, max_length=2_000, description="expected answer, checked after solving")
+    graph: list[NodeSpec] | None = Field(
+        default=None, min_length=1, max_length=5_000, description="run these sub-problems instead of planning"
+    )
+    timeout: float | None = Field(default=None, gt=0, le=7 * 86_400, description="wall-clock seconds for the whole job")
 
     @field_validator("problem")
     @classmethod
@@ -57,6 +71,10 @@ class JobSpec(_Strict):
             raise ValueError("language: a program job needs language dafny, coq, lean or python")
         if self.kind != "program" and self.language is not None:
             raise ValueError(f"language: only program jobs take a language, this one is {self.kind!r}")
+        if self.graph is not None:
+            from planners import Node, SkeletonGraph  # cycles and dangling dependencies, named
+
+            SkeletonGraph([Node(n.id, n.question, list(n.depends_on), n.difficulty) for n in self.graph])
         return self
 
     @classmethod
@@ -70,6 +88,8 @@ class JobSpec(_Strict):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise InvalidInput(f"invalid job: {describe_errors(exc)}") from None
+        except InvalidInput as exc:  # raised by the graph check inside validation
+            raise InvalidInput(f"invalid job: graph: {exc}") from None
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -24,4 +24,11 @@ def plan(problem: str, planner: str, routing: dict[int, str], difficulty: int = 
     return SkeletonGraph([node]), "planner 'none': the problem runs as a single node"
 
 
-__all__ = ["Node", "PLANNERS", "SkeletonGraph", "plan", "route"]
+def given(nodes: list[Node], routing: dict[int, str]) -> tuple[SkeletonGraph, str]:
+    """A graph the user wrote, with each node routed by its difficulty."""
+    for node in nodes:
+        node.tier = route(node.difficulty, routing)
+    return SkeletonGraph(nodes), f"graph given in the job: {len(nodes)} nodes"
+
+
+__all__ = ["Node", "PLANNERS", "SkeletonGraph", "given", "plan", "route"]

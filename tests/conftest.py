@@ -27,18 +27,42 @@ def engine():
 def config():
     from orchestrator.config import Config
 
-    return Config()
+    return Config(ray={"num_cpus": 2})
 
 
 @pytest.fixture(scope="session")
 def client(config):
-    """A Client on an in-process Ray started once for the whole session."""
+    """A local-mode Client on an in-process Ray started once for the whole session."""
     import ray
 
     from orchestrator.client import Client
+    from orchestrator.runtime import init_ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False)
-    c = Client(config=config)
+    init_ray(config)
+    c = Client(config=config, discover=False)
     yield c
     c.close()
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server (AOF on) on a free loopback port for the whole session."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session server's URL, emptied so each test starts from nothing."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    yield redis_server.url

@@ -1,16 +1,36 @@
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 from orchestrator.job import IllegalTransition, Job, JobNotFound, Result
 from orchestrator.spec import JobSpec
-from orchestrator.store import MemoryStore
+from orchestrator.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
+from plait.errors import ConfigError, InvalidInput
+from redis_server import RedisServer, free_port
 from verifiers.types import Checker, Verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG = 10  # seconds; only catches hangs, never measures speed
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.needs_redis)])
+def empty_store(request):
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    store = RedisStore(request.getfixturevalue("redis_url"))
+    yield store
+    store.close()
 
 
 @pytest.fixture
-def store():
-    s = MemoryStore()
-    s.create(Job(id="j1", spec=JobSpec(problem="1+1")))
-    return s
+def store(empty_store):
+    empty_store.create(Job(id="j1", spec=JobSpec(problem="1+1")))
+    return empty_store
 
 
 def test_status_walks_the_legal_path(store):
@@ -19,15 +39,15 @@ def test_status_walks_the_legal_path(store):
     assert store.get("j1").status == "succeeded"
 
 
-@pytest.mark.parametrize("path", [["running"], ["succeeded"], ["planning", "queued"], ["cancelled", "running"]])
+@pytest.mark.parametrize("path", [["running"], ["succeeded"], ["planning", "queued"], ["cancelled", "running"], ["bogus"]])
 def test_illegal_transitions_are_rejected_and_change_nothing(store, path):
     *legal, bad = path
     for status in legal:
         store.transition("j1", status)
-    before = store.get("j1").status
+    before = store.get("j1")
     with pytest.raises(IllegalTransition, match=f"cannot become {bad}"):
         store.transition("j1", bad)
-    assert store.get("j1").status == before
+    assert store.get("j1") == before
 
 
 def test_events_are_ordered_and_readable_from_an_offset(store):
@@ -36,9 +56,19 @@ def test_events_are_ordered_and_readable_from_an_offset(store):
     events = store.events("j1", 3)
     assert [e["i"] for e in events] == [3, 4] and [e["seq"] for e in events] == [3, 4]
     assert store.events("j1", 99) == []
+    assert [e["seq"] for e in store.events("j1", -5)] == [0, 1, 2, 3, 4]
+
+
+def test_events_carry_the_store_seq_and_keep_a_given_ts(store):
+    store.append_event("j1", {"type": "a", "seq": 41, "ts": 123.5})
+    store.append_event("j1", {"type": "b"})
+    first, second = store.events("j1")
+    assert first == {"type": "a", "seq": 0, "ts": 123.5}
+    assert second["seq"] == 1 and isinstance(second["ts"], float)
 
 
 def test_result_round_trips_and_is_a_copy(store):
+    assert store.result("j1") is None
     verdict = Verdict.of("verified", "equal", Checker("math"))
     store.put_result(Result(job_id="j1", status="succeeded", answer="2", verified=True, verdict=verdict))
     got = store.result("j1")
@@ -52,8 +82,277 @@ def test_unknown_job_says_how_to_find_jobs(store):
         store.get("nope")
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.get("nope"),
+        lambda s: s.transition("nope", "planning"),
+        lambda s: s.events("nope"),
+        lambda s: s.wait_events("nope", 0, 0.1),
+        lambda s: s.result("nope"),
+        lambda s: s.put_result(Result(job_id="nope", status="failed")),
+        lambda s: s.append_event("nope", {"type": "tick"}),
+        lambda s: s.request_cancel("nope"),
+        lambda s: s.cancel_requested("nope"),
+    ],
+    ids=["get", "transition", "events", "wait_events", "result", "put_result", "append_event", "request_cancel", "cancel_requested"],
+)
+def test_every_call_on_an_unknown_job_raises_job_not_found(store, call):
+    with pytest.raises(JobNotFound, match="nope"):
+        call(store)
+    assert [j.id for j in store.jobs()] == ["j1"]
+
+
+def test_duplicate_create_is_refused_and_keeps_the_original(store):
+    original = store.get("j1")
+    with pytest.raises(ValueError, match="already exists"):
+        store.create(Job(id="j1", spec=JobSpec(problem="2+2"), created=original.created + 5))
+    assert store.get("j1") == original
+    assert [j.id for j in store.jobs()] == ["j1"]
+
+
 def test_jobs_lists_most_recent_first_and_filters(store):
     store.create(Job(id="j2", spec=JobSpec(problem="2+2"), created=store.get("j1").created + 1))
     store.transition("j2", "cancelled")
     assert [j.id for j in store.jobs()] == ["j2", "j1"]
     assert [j.id for j in store.jobs(status="cancelled")] == ["j2"]
+
+
+def test_jobs_limit_and_filter_reach_past_the_first_page(empty_store):
+    for i in range(150):
+        empty_store.create(Job(id=f"j{i:03}", spec=JobSpec(problem="1+1"), created=1000.0 + i))
+    for i in (0, 1):
+        empty_store.transition(f"j{i:03}", "failed")
+    assert [j.id for j in empty_store.jobs(limit=3)] == ["j149", "j148", "j147"]
+    assert len(empty_store.jobs(limit=120)) == 120
+    assert [j.id for j in empty_store.jobs(status="failed", limit=5)] == ["j001", "j000"]
+
+
+def test_wait_events_wakes_when_another_thread_appends(store):
+    store.append_event("j1", {"type": "old"})
+    got: list[list[dict]] = []
+    waiter = threading.Thread(target=lambda: got.append(store.wait_events("j1", 1, timeout=60)), daemon=True)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive(), "wait_events returned before any new event existed"
+    store.append_event("j1", {"type": "new"})
+    waiter.join(HANG)
+    assert not waiter.is_alive(), "wait_events did not wake on append"
+    assert [(e["seq"], e["type"]) for e in got[0]] == [(1, "new")]
+
+
+def test_wait_events_returns_existing_events_at_once(store):
+    store.append_event("j1", {"type": "a"})
+    start = time.monotonic()
+    assert [e["type"] for e in store.wait_events("j1", 0, timeout=60)] == ["a"]
+    assert time.monotonic() - start < HANG
+
+
+def test_wait_events_returns_nothing_after_the_timeout(store):
+    store.append_event("j1", {"type": "a"})
+    start = time.monotonic()
+    assert store.wait_events("j1", 1, timeout=0.3) == []
+    assert store.wait_events("j1", 1, timeout=0) == []
+    assert time.monotonic() - start < HANG
+
+
+def test_concurrent_appends_from_threads_get_distinct_ordered_seqs(store):
+    writers, per_writer = 6, 30
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def write(w: int) -> None:
+        for i in range(per_writer):
+            seq = store.append_event("j1", {"w": w, "i": i})
+            with lock:
+                seqs.append(seq)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    total = writers * per_writer
+    assert sorted(seqs) == list(range(total))
+    events = store.events("j1")
+    assert [e["seq"] for e in events] == list(range(total))
+    for w in range(writers):  # each writer's events appear once each, in its own order
+        assert [e["i"] for e in events if e["w"] == w] == list(range(per_writer))
+
+
+def test_racing_transitions_let_exactly_one_win(store):
+    for round_ in range(10):
+        job_id = f"race{round_}"
+        store.create(Job(id=job_id, spec=JobSpec(problem="1+1")))
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def attempt() -> None:
+            barrier.wait()
+            try:
+                store.transition(job_id, "planning")
+                outcomes.append("won")
+            except IllegalTransition:
+                outcomes.append("lost")
+
+        threads = [threading.Thread(target=attempt) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(outcomes) == ["lost", "won"]
+        assert store.get(job_id).status == "planning"
+
+
+def test_cancel_flag_round_trips(store):
+    assert store.cancel_requested("j1") is False
+    store.request_cancel("j1")
+    store.request_cancel("j1")
+    assert store.cancel_requested("j1") is True
+    assert store.get("j1").status == "queued"  # the flag alone changes no status
+
+
+def test_open_store_without_a_url_is_in_memory():
+    assert isinstance(open_store(None), MemoryStore)
+
+
+# --- Redis only ---
+
+APPENDER = """
+import sys, time
+import redis
+from orchestrator.store import RedisStore
+url, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = RedisStore(url)
+sync = redis.Redis.from_url(url)
+sync.incr("test:ready")
+while int(sync.get("test:ready")) < 2:  # start both writers together
+    time.sleep(0.01)
+for i in range(count):
+    store.append_event("j1", {"w": name, "i": i})
+"""
+
+
+@pytest.mark.needs_redis
+def test_concurrent_appends_from_two_processes_get_distinct_ordered_seqs(redis_url):
+    store = RedisStore(redis_url)
+    store.create(Job(id="j1", spec=JobSpec(problem="1+1")))
+    per_writer = 200
+    writers = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, redis_url, name, str(per_writer)], cwd=ROOT)
+        for name in ("a", "b")
+    ]
+    assert [w.wait(120) for w in writers] == [0, 0]
+    events = store.events("j1")
+    assert [e["seq"] for e in events] == list(range(2 * per_writer))
+    for name in ("a", "b"):
+        assert [e["i"] for e in events if e["w"] == name] == list(range(per_writer))
+    store.close()
+
+
+@pytest.mark.needs_redis
+def test_a_resent_append_is_stored_once(redis_url):
+    """redis-py resends a command whose reply was lost; the resend must not duplicate the event."""
+    store = RedisStore(redis_url)
+    store.create(Job(id="j1", spec=JobSpec(problem="1+1")))
+    keys = [store._key("job", "j1"), store._key("events", "j1")]
+    first = store._append(keys=keys, args=['{"type": "x", "ts": 1.0}', "token-1", 16])
+    again = store._append(keys=keys, args=['{"type": "x", "ts": 1.0}', "token-1", 16])
+    assert first == again == 0
+    assert store.append_event("j1", {"type": "y"}) == 1
+    assert [e["type"] for e in store.events("j1")] == ["x", "y"]
+    store.close()
+
+
+@pytest.mark.needs_redis
+def test_another_client_sees_the_same_jobs(redis_url):
+    writer, reader = open_store(redis_url), RedisStore(redis_url)
+    assert isinstance(writer, RedisStore)
+    writer.create(Job(id="j1", spec=JobSpec(problem="1+1")))
+    writer.request_cancel("j1")
+    assert reader.cancel_requested("j1") is True
+    assert reader.get("j1") == writer.get("j1")
+    writer.close()
+    reader.close()
+
+
+@pytest.mark.needs_redis
+def test_everything_survives_a_redis_restart_with_aof(tmp_path):
+    server = RedisServer(tmp_path, appendonly=True)
+    server.start()
+    try:
+        store = RedisStore(server.url)
+        for i in range(3):
+            store.create(Job(id=f"j{i}", spec=JobSpec(problem=f"{i}+{i}"), created=1000.0 + i))
+            for k in range(4):
+                store.append_event(f"j{i}", {"type": "tick", "k": k})
+        store.transition("j0", "planning")
+        store.transition("j0", "running")
+        store.transition("j0", "succeeded")
+        verdict = Verdict.of("verified", "equal", Checker("math"))
+        store.put_result(Result(job_id="j0", status="succeeded", answer="0", verified=True, verdict=verdict))
+        store.request_cancel("j1")
+        before = {
+            "jobs": store.jobs(),
+            "result": store.result("j0"),
+            "events": {f"j{i}": store.events(f"j{i}") for i in range(3)},
+        }
+
+        server.restart()
+
+        after = RedisStore(server.url)
+        assert {
+            "jobs": after.jobs(),
+            "result": after.result("j0"),
+            "events": {f"j{i}": after.events(f"j{i}") for i in range(3)},
+        } == before
+        assert after.cancel_requested("j1") and not after.cancel_requested("j2")
+        assert after.append_event("j2", {"type": "after"}) == 4
+        assert store.get("j2").status == "queued"  # the old client reconnects by itself
+        store.close()
+        after.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.needs_redis
+def test_bad_input_is_refused_before_anything_is_written(redis_url):
+    store = RedisStore(redis_url)
+    store.create(Job(id="j1", spec=JobSpec(problem="1+1")))
+    store.append_event("j1", {"type": "ok"})
+    with pytest.raises(InvalidInput, match="status"):
+        store.create(Job(id="j2", spec=JobSpec(problem="1+1"), status="bogus"))
+    with pytest.raises(InvalidInput, match="non-empty"):
+        store.create(Job(id="", spec=JobSpec(problem="1+1")))
+    with pytest.raises(InvalidInput, match="JSON"):
+        store.append_event("j1", {"type": "bad", "payload": object()})
+    assert [j.id for j in store.jobs()] == ["j1"]
+    with pytest.raises(JobNotFound):
+        store.get("j2")
+    assert store.append_event("j1", {"type": "next"}) == 1  # the refused event took no seq
+    store.close()
+
+
+def test_unreachable_redis_fails_fast_naming_the_url():
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="plait up") as raised:
+        open_store(url)
+    assert time.monotonic() - start < HANG
+    message = str(raised.value)
+    assert url.replace("hunter2", "***") in message and "hunter2" not in message
+    store = RedisStore(url)
+    for call in (lambda: store.get("j1"), lambda: store.wait_events("j1", 0, 30), lambda: store.jobs()):
+        with pytest.raises(StoreUnavailable, match="127.0.0.1"):
+            call()
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6379", "localhost:6379", "", "redis://localhost:port/0"])
+def test_a_bad_url_is_a_config_error(url):
+    with pytest.raises(ConfigError, match="PLAIT_REDIS_URL"):
+        RedisStore(url)
+
+
+def test_both_stores_implement_every_protocol_method():
+    wanted = {name for name in vars(Store) if not name.startswith("_")}
+    assert "wait_events" in wanted and wanted <= set(dir(RedisStore)) and wanted <= set(dir(MemoryStore))

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from tools.sandbox import SandboxLimits
 from workers.engines import EngineSpec, make_engine
-from workers.strategies import RunContext, make_strategy
+from workers.strategies import MODEL_FREE, RunContext, make_strategy
 from workers.types import Attempt, Budget
 
 
@@ -41,16 +41,20 @@ class ModelWorker:
     def __init__(self, spec: EngineSpec, tier: str):
         self.spec = spec
         self.tier = tier
-        self.engine = make_engine(spec)
+        self._engine = None
+
+    @property
+    def engine(self):
+        # Loaded on first use: a model-free strategy (calc) never pays for it.
+        if self._engine is None:
+            self._engine = make_engine(self.spec)
+        return self._engine
 
     def describe(self) -> dict:
-        try:
-            import ray
+        import ray
 
-            node_id = ray.get_runtime_context().get_node_id()
-        except Exception:  # not inside Ray
-            node_id = ""
-        return {"tier": self.tier, "model": self.engine.info().model_id, "node_id": node_id, "pid": os.getpid()}
+        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+        return {"tier": self.tier, "model": self.spec.model, "node_id": node_id, "pid": os.getpid()}
 
     def run(self, batch: Batch) -> BatchResult:
         return list(self.run_stream(batch))[-1]
@@ -62,7 +66,8 @@ class ModelWorker:
 
         def work() -> None:
             try:
-                ctx = RunContext(self.engine, batch.budget, batch.sandbox, emit=events.put)
+                engine = None if batch.strategy in MODEL_FREE else self.engine
+                ctx = RunContext(engine, batch.budget, batch.sandbox, emit=events.put)
                 outcome["attempts"] = strategy.run(batch.questions, ctx)
             except BaseException as exc:  # handed to the caller below
                 outcome["error"] = exc

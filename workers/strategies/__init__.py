@@ -12,6 +12,7 @@ from workers.strategies.pal import PAL
 from workers.strategies.tora import ToRA
 
 STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc)}
+MODEL_FREE = frozenset({Calc.name})  # strategies that never touch the engine
 
 
 def make_strategy(name: str, params: dict | None = None) -> Strategy:
@@ -29,4 +30,4 @@ def make_strategy(name: str, params: dict | None = None) -> Strategy:
         raise InvalidInput(f"strategy {name!r}: {exc}") from exc
 
 
-__all__ = ["STRATEGIES", "RunContext", "Strategy", "make_strategy"]
+__all__ = ["MODEL_FREE", "STRATEGIES", "RunContext", "Strategy", "make_strategy"]

@@ -1,0 +1,154 @@
+"""`plait up` / `plait down`: a persistent local cluster (a Ray head and a Redis job store)
+so repeated `solve`/`submit` calls connect in about a second instead of starting Ray each
+time, and jobs outlive the commands that submitted them.
+
+Both run as background processes on loopback; their addresses and pids live in a state
+file under the cache directory, which every client reads to find the cluster. `ray start
+--block` is used (and stopped with SIGTERM) rather than `ray stop`, which would kill every
+Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orchestrator.config import Config
+from orchestrator.runtime import tier_resources
+from plait.errors import MissingDependency, PlaitError
+from workers.engines.embedded import cache_dir
+
+
+@dataclass
+class ClusterState:
+    ray_address: str
+    redis_url: str
+    ray_pid: int
+    redis_pid: int
+    directory: str
+    started: float
+
+
+def state_path() -> Path:
+    return cache_dir() / "cluster" / "state.json"
+
+
+def read_state() -> ClusterState | None:
+    """The running cluster, or None (a state file whose Ray head no longer answers is stale)."""
+    path = state_path()
+    if not path.exists():
+        return None
+    try:
+        state = ClusterState(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None
+    host, port = state.ray_address.rsplit(":", 1)
+    return state if _listening(host, int(port)) else None
+
+
+def up(config: Config, num_cpus: int | None = None) -> tuple[ClusterState, bool]:
+    """Start the cluster unless it runs already; returns (state, started_now)."""
+    running = read_state()
+    if running:
+        return running, False
+    redis_bin, ray_bin = shutil.which("redis-server"), str(Path(sys.executable).with_name("ray"))
+    if redis_bin is None:
+        raise MissingDependency("redis-server is not installed: `apt-get install redis-server` (or `make test` installs it)")
+    directory = state_path().parent
+    directory.mkdir(parents=True, exist_ok=True)
+    redis_port, ray_port = _free_port(), _free_port()
+    redis = _spawn(
+        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", "",
+         "--dir", str(directory), "--daemonize", "no"],
+        directory / "redis.log",
+    )
+    ray_cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(ray_port),
+               "--include-dashboard=false", "--disable-usage-stats",
+               "--resources", json.dumps(tier_resources(config))]
+    if num_cpus:
+        ray_cmd += ["--num-cpus", str(num_cpus)]
+    ray = _spawn(ray_cmd, directory / "ray.log")
+    state = ClusterState(f"127.0.0.1:{ray_port}", f"redis://127.0.0.1:{redis_port}/0", ray.pid, redis.pid, str(directory), time.time())
+    try:
+        _wait_listening("redis", "127.0.0.1", redis_port, redis, directory / "redis.log")
+        _wait_listening("ray", "127.0.0.1", ray_port, ray, directory / "ray.log")
+    except PlaitError:
+        _stop(ray.pid)
+        _stop(redis.pid)
+        raise
+    state_path().write_text(json.dumps(asdict(state), indent=1))
+    return state, True
+
+
+def down() -> ClusterState | None:
+    """Stop the cluster this machine's `plait up` started; None if none was running."""
+    path = state_path()
+    if not path.exists():
+        return None
+    state = ClusterState(**json.loads(path.read_text()))
+    _stop(state.ray_pid, grace=40)  # Ray drains its node on SIGTERM
+    _stop(state.redis_pid)  # SIGTERM makes Redis flush its append-only file
+    path.unlink()
+    return state
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+
+def _wait_listening(name: str, host: str, port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not _listening(host, port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+            raise PlaitError(f"{name} did not start (see {log}):\n{tail}")
+        time.sleep(0.2)
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(pid: int, grace: float = 10) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    # A child of this very process (the same `plait` that ran `up`) lingers as a zombie.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
