@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.config import Config
-from orchestrator.runtime import tier_resources
+from orchestrator.runtime import RAY_ENV, tier_resources
 from plait.errors import MissingDependency, PlaitError
 from workers.engines.embedded import cache_dir
 
@@ -70,7 +70,7 @@ def up(config: Config, num_cpus: int | None = None) -> tuple[ClusterState, bool]
          "--dir", str(directory), "--daemonize", "no"],
         directory / "redis.log",
     )
-    ray_cmd = [ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(ray_port),
+    ray_cmd = [ray_bin, "start", "--head", "--block", "--port", str(ray_port), "--ray-client-server-port", str(_free_port()),
                "--include-dashboard=false", "--disable-usage-stats",
                "--resources", json.dumps(tier_resources(config))]
     if num_cpus:
@@ -101,7 +101,7 @@ def down() -> ClusterState | None:
 
 
 def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **RAY_ENV}
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 

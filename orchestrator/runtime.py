@@ -16,8 +16,13 @@ from orchestrator.config import Config, tier_resource
 from plait.errors import ConfigError
 from workers.actor import ModelWorker
 
-# Set before Ray is imported anywhere in this process: no usage reporting from plait.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Set before Ray starts from this process: no usage reporting; worker processes (the model
+# workers) at normal priority rather than Ray's default niceness of 15; and token auth on the
+# client side too, since Ray 2.60 clusters require the token (~/.ray/auth_token, or
+# RAY_AUTH_TOKEN for a remote cluster) that a client sends only in this mode.
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0", "RAY_AUTH_MODE": "token"}
+for _name, _value in RAY_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 NAMESPACE = "plait"
 _TIER_SHARE = 0.001  # of a node's tier resource per actor: many tiers' actors fit on one node
@@ -80,7 +85,7 @@ class WorkerPool:
                 f"`ray start --resources '{json.dumps({resource: 1000})}'`"
             )
         tier_config = self.config.tiers[tier]
-        env = {"RAY_USAGE_STATS_ENABLED": "0"}
+        env = dict(RAY_ENV)
         if self.config.cache_dir or os.environ.get("PLAIT_CACHE_DIR"):
             env["PLAIT_CACHE_DIR"] = self.config.cache_dir or os.environ["PLAIT_CACHE_DIR"]
         remote = ray.remote(ModelWorker).options(

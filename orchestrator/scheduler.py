@@ -143,7 +143,8 @@ class _JobRun:
                         running.append(replacement)
 
     def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph, retries: int) -> _Dispatch:
-        questions = [_with_dependencies(node, graph) for node in nodes]
+        asked = {node_id: done.question for node_id, done in self.nodes.items()}
+        questions = [_with_dependencies(node, graph, asked) for node in nodes]
         batch = Batch(questions, self.spec.strategy.name, self.spec.strategy.params, self.budget(), self.config.sandbox.limits())
         for node in nodes:
             node.status = "running"
@@ -168,6 +169,7 @@ class _JobRun:
                 self.fail(d, f"worker died {d.retries + 1} times: {reason}")
                 return None
             self.emit("node_retry", tier=d.tier, nodes=[n.id for n in d.nodes], retry=d.retries + 1, reason=reason)
+            self.await_restart(d.tier)
             return self.dispatch(d.tier, d.nodes, graph, d.retries + 1)
         except RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
@@ -184,6 +186,23 @@ class _JobRun:
             error = None if attempt.answer is not None else f"no answer ({attempt.finish_reason}): {attempt.text[-200:]}"
             self.record(node, NodeResult(node.id, question, d.tier, node.status, node.answer, attempt, item.worker, d.retries, error, seconds))
         return None
+
+    def await_restart(self, tier: str, patience: float = 120.0) -> None:
+        """Wait until a restarted tier actor answers again, so the retry is not spent on a
+        'the actor is restarting' refusal."""
+        import ray
+        from ray.exceptions import ActorUnavailableError
+
+        deadline = time.monotonic() + patience
+        while True:
+            self.check_stop()
+            try:
+                ray.get(self.scheduler.pool.actor(tier).describe.remote(), timeout=10)
+                return
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def fail(self, d: _Dispatch, error: str) -> None:
         for node, question in zip(d.nodes, d.batch.questions):
@@ -247,13 +266,24 @@ class _JobRun:
         return result
 
 
-def _with_dependencies(node: Node, graph: SkeletonGraph) -> str:
+def _with_dependencies(node: Node, graph: SkeletonGraph, asked: dict[str, str]) -> str:
     """A dependent's question carries its dependencies' answers (SGD's information forwarding):
-    `{id}` placeholders are filled in, and a preamble lists what is known."""
+    `{id}` placeholders are filled in, and a preamble lists what is known (each dependency as
+    it was asked, its own placeholders filled)."""
     if not node.depends_on:
         return node.question
     question = node.question
     for dep in node.depends_on:
         question = question.replace("{" + dep + "}", str(graph.node(dep).answer))
-    known = "\n".join(f"- {graph.node(d).question} Answer: {graph.node(d).answer}" for d in node.depends_on)
-    return f"Known results:\n{known}\n\n{question}"
+    known = "\n".join(
+        f"- {_own_part(asked.get(d, graph.node(d).question))} Answer: {graph.node(d).answer}" for d in node.depends_on
+    )
+    return f"{_PREAMBLE}{known}\n\n{question}"
+
+
+_PREAMBLE = "Known results:\n"
+
+
+def _own_part(question: str) -> str:
+    """A question without the preamble it was given (dependencies of dependencies)."""
+    return question.split("\n\n", 1)[1] if question.startswith(_PREAMBLE) else question

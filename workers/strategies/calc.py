@@ -19,9 +19,9 @@ class Calc:
     name: ClassVar[str] = "calc"
 
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
-        started = time.monotonic()
         attempts = []
         for question in questions:
+            started = time.monotonic()
             expression = question.strip().splitlines()[-1] if question.strip() else ""
             value = math_verifier.parse_answer(expression)
             attempt = Attempt(question=question, strategy=self.name, model_id="sympy")
