@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import secrets
 import socket
-import statistics
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor

@@ -78,9 +78,11 @@ AddressOpt = Annotated[
 ]
 ProblemArg = Annotated[str, typer.Argument(help="The problem text, '-' to read stdin, or @FILE (a JobSpec .json or plain text).")]
 JobArg = Annotated[str, typer.Argument(help="Job id (see `plait jobs`).")]
+PlannerOpt = Annotated[Optional[str], typer.Option("--planner", help="none | sgd (skeleton graph)  [default: none]")]
+GraphOpt = Annotated[Optional[Path], typer.Option("--graph", help="Also draw the job's skeleton graph to this .png or .svg.")]
 
 
-def _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout):
+def _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, planner=None):
     from orchestrator.spec import JobSpec
 
     data = _problem_spec(problem)
@@ -96,6 +98,8 @@ def _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout):
         data["reference"] = answer
     if timeout is not None:
         data["timeout"] = timeout
+    if planner is not None:
+        data["planner"] = planner
     return JobSpec.parse(data)  # bad input fails here, before Ray starts
 
 
@@ -117,13 +121,23 @@ def _show_result(result, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _follow(client, job_id: str, as_json: bool) -> None:
+def _follow(client, job_id: str, as_json: bool, graph: Optional[Path] = None) -> None:
     from orchestrator.progress import ProgressView
 
     with ProgressView(err) as view:
         for event in client.watch(job_id):
             view(event)
+    if graph is not None:
+        _draw(client, job_id, graph)
     _show_result(client.result(job_id), as_json)
+
+
+def _draw(client, job_id: str, path: Path) -> None:
+    from orchestrator.graphview import graph_from_events, render_graph
+
+    found = client.result(job_id)
+    written = render_graph(graph_from_events(client.events(job_id)), found.nodes if found else None, path)
+    err.print(f"graph written to {written}", style="dim")
 
 
 @app.command()
@@ -135,14 +149,16 @@ def solve(
     max_tokens: MaxTokensOpt = None,
     max_seconds: MaxSecondsOpt = None,
     timeout: TimeoutOpt = None,
+    planner: PlannerOpt = None,
+    graph: GraphOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Solve one problem end to end and print the answer, its verdict, tokens and time."""
-    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout)
+    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, planner)
     client = _client(config, address)
-    _follow(client, client.submit(spec), as_json)
+    _follow(client, client.submit(spec), as_json, graph)
 
 
 @app.command()
@@ -154,13 +170,14 @@ def submit(
     max_tokens: MaxTokensOpt = None,
     max_seconds: MaxSecondsOpt = None,
     timeout: TimeoutOpt = None,
+    planner: PlannerOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job and print its result.")] = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     address: AddressOpt = None,
 ) -> None:
     """Queue a job on the cluster and print its id; it runs on after this command exits."""
-    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout)
+    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, planner)
     client = _client(config, address)
     if client.mode == "local" and not wait:
         raise InvalidInput("no cluster to submit to: start one with `plait up`, pass --address, or use `plait solve`")
@@ -196,6 +213,28 @@ def result(
     if found is None:
         raise InvalidInput(f"job {job_id} is {client.status(job_id).status}, not finished: use --wait or `plait watch {job_id}`")
     _show_result(found, as_json)
+
+
+@app.command()
+def show(job_id: JobArg, graph: GraphOpt = None, config: ConfigOpt = None, address: AddressOpt = None) -> None:
+    """Show a job's skeleton graph: each node's tier, status and answer (and draw it with --graph)."""
+    from rich.table import Table
+
+    from orchestrator.graphview import graph_from_events
+
+    client = _client(config, address)
+    job = client.status(job_id)
+    nodes = graph_from_events(client.events(job_id))
+    table = Table(title=f"{job.id}  {job.status}", box=None)
+    for column in ("node", "depends on", "difficulty", "tier", "status", "answer"):
+        table.add_column(column)
+    for node in nodes:
+        table.add_row(
+            node["id"], ", ".join(node["depends_on"]), str(node["difficulty"]), node["tier"], node["status"], str(node.get("answer") or "")[:40]
+        )
+    out.print(table)
+    if graph is not None:
+        _draw(client, job_id, graph)
 
 
 @app.command()

@@ -78,11 +78,18 @@ class SandboxConfig(_Section):
         return SandboxLimits(**self.model_dump())
 
 
+class PlannerConfig(_Section):
+    tier: str = "small"  # which tier's model writes skeletons
+    max_nodes: int = Field(default=8, ge=2, le=64)
+    constrained: bool = True  # JSON-schema constrained decoding of the skeleton
+
+
 class Config(_Section):
     tiers: dict[str, TierConfig] = Field(default_factory=lambda: {"small": TierConfig()})
     routing: dict[int, str] = Field(default_factory=lambda: {1: "small"})
     ray: RayConfig = Field(default_factory=RayConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
     redis_url: str | None = None
     cache_dir: str | None = None
 
@@ -93,6 +100,8 @@ class Config(_Section):
                 raise ValueError(f"routing: difficulty {level} is not in 1-5")
             if tier not in self.tiers:
                 raise ValueError(f"routing: difficulty {level} goes to tier {tier!r}, which is not defined under [tiers]")
+        if self.planner.tier not in self.tiers:
+            raise ValueError(f"planner.tier {self.planner.tier!r} is not defined under [tiers]")
         if 1 not in self.routing:
             raise ValueError("routing: difficulty 1 needs a tier (harder levels fall back to easier ones)")
         return self

@@ -15,6 +15,7 @@ from orchestrator.job import Result
 
 _STAGES = {
     "submitted": "starting Ray and the model worker (the first run converts the embedded model, ~25 s)",
+    "planning": "the planner model writes the skeleton graph",
     "planned": "planned",
     "node_started": "decoding",
     "verified": "checking the answer",

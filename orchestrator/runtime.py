@@ -104,3 +104,26 @@ class WorkerPool:
             for handle in self._actors.values():
                 ray.kill(handle)
             self._actors.clear()
+
+
+class ActorEngine:
+    """The Engine protocol over a tier's worker actor, for code that runs outside it (the
+    planner): the model stays loaded once, in the actor."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def generate(self, prompts, params):
+        import ray
+
+        return ray.get(self.actor.generate.remote(prompts, params))
+
+    def score(self, prompt, continuation: str) -> float:
+        import ray
+
+        return ray.get(self.actor.score.remote(prompt, continuation))
+
+    def info(self):
+        import ray
+
+        return ray.get(self.actor.info.remote())

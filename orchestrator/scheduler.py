@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import Config
 from orchestrator.job import NodeResult, Result
-from orchestrator.runtime import WorkerPool
+from orchestrator.runtime import ActorEngine, WorkerPool
 from orchestrator.store import Store
 from plait.errors import InvalidInput, PlaitError
 from planners import Node, SkeletonGraph, given, plan
@@ -107,7 +107,18 @@ class _JobRun:
             nodes = [Node(n.id, n.question, list(n.depends_on), n.difficulty) for n in spec.graph]
             graph, self.reason = given(nodes, routing)
         else:
-            graph, self.reason = plan(spec.problem, spec.planner, routing)
+            engine = None
+            if spec.planner == "sgd":
+                self.emit("planning", planner="sgd", tier=self.config.planner.tier)
+                engine = ActorEngine(self.scheduler.pool.actor(self.config.planner.tier))
+            graph, self.reason = plan(
+                spec.problem,
+                spec.planner,
+                routing,
+                engine,
+                max_nodes=self.config.planner.max_nodes,
+                constrained=self.config.planner.constrained,
+            )
         self.emit("planned", nodes=[n.to_dict() for n in graph.nodes()], reason=self.reason)
         return graph
 

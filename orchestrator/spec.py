@@ -43,7 +43,7 @@ class JobSpec(_Strict):
     language: Literal["dafny", "coq", "lean", "python"] | None = None
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    planner: Literal["none"] = "none"
+    planner: Literal["none", "sgd"] = "none"
     tiers: dict[int, str] | None = Field(default=None, description="difficulty -> tier overrides for this job")
     reference: str | None = Field(default=None, max_length=2_000, description="expected answer, checked after solving")
     graph: list[NodeSpec] | None = Field(

@@ -38,7 +38,8 @@ def client(config):
     from orchestrator.client import Client
     from orchestrator.runtime import init_ray
 
-    init_ray(config)
+    # Also offer a second tier, for tests that route to two different engines.
+    init_ray(config.model_copy(update={"tiers": {**config.tiers, "large": config.tiers["small"]}}))
     c = Client(config=config, discover=False)
     yield c
     c.close()

@@ -65,3 +65,19 @@ def test_submit_then_query_status_events_and_result(client):
     assert events[0]["type"] == "submitted" and events[-1]["type"] == "done"
     assert client.events(job_id, offset=len(events) - 1) == events[-1:]
     assert client.cancel(job_id).status == result.status  # finished jobs stay as they are
+
+
+def test_sgd_planner_writes_a_skeleton_that_the_scheduler_runs(client):
+    problem = "A baker makes 24 muffins and 36 cookies. He sells half of the muffins and a third of the cookies. How many items does he have left?"
+    events = []
+    result = client.solve({"problem": problem, "planner": "sgd", "strategy": {"name": "pal"}}, on_event=events.append)
+    kinds = [e["type"] for e in events]
+    assert kinds.index("planning") < kinds.index("planned")
+    # Constrained decoding: the planner's JSON parsed as written, no fallback.
+    assert result.plan.startswith("planner 'sgd'") and "no skeleton JSON object" not in result.plan, result.plan
+    planned = next(e for e in events if e["type"] == "planned")["nodes"]
+    assert {n["id"] for n in planned} == {n.id for n in result.nodes}
+    sinks = [n for n in planned if not any(n["id"] in m["depends_on"] for m in planned)]
+    assert len(sinks) == 1 and problem in sinks[0]["question"]
+    assert all(n.tier == "small" and 1 <= next(p["difficulty"] for p in planned if p["id"] == n.id) <= 5 for n in result.nodes)
+    assert all(n.worker.get("node_id") for n in result.nodes if n.attempt)

@@ -2,43 +2,26 @@
 backed by the embedded model, and (for retry behaviour) a tiny flaky server."""
 
 import json
-import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from http_server import serving
+from redis_server import free_port
 
 from plait.errors import EngineError
 from workers.engines.base import Message, SamplingParams, chat
 from workers.engines.openai_engine import OpenAIEngine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(engine):
     """plait's OpenAI-compatible server for the embedded model, with an API key."""
-    import uvicorn
-
     from workers.engines.server import create_app
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, api_key="sekret"), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(engine, api_key="sekret")) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture
@@ -166,6 +149,6 @@ def test_gives_up_after_max_retries_with_a_clear_error(flaky):
 
 
 def test_unreachable_server_is_an_engine_error():
-    client = OpenAIEngine(f"http://127.0.0.1:{_free_port()}/v1", "m", max_retries=1, backoff=0.01, timeout=2)
+    client = OpenAIEngine(f"http://127.0.0.1:{free_port()}/v1", "m", max_retries=1, backoff=0.01, timeout=2)
     with pytest.raises(EngineError, match="is the server up"):
         client.generate(["ping"], SamplingParams(max_tokens=2))

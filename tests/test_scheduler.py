@@ -91,3 +91,37 @@ def test_killed_worker_restarts_and_the_node_is_retried(client):
     assert len(retries) == 1 and retries[0]["nodes"] == ["answer"]
     assert result.status == "succeeded", result.error
     assert result.nodes[0].retries == 1 and result.nodes[0].attempt.completion_tokens > 0
+
+
+def test_difficulty_routes_easy_and_hard_nodes_to_different_engines(client, engine):
+    """Two tiers on two distinct engines: the embedded model in-process (small) and the same
+    model behind plait's OpenAI-compatible server (large)."""
+    from http_server import serving
+
+    from orchestrator.client import Client
+    from orchestrator.config import Config
+    from workers.engines.server import create_app
+
+    with serving(create_app(engine)) as url:
+        config = Config.model_validate(
+            {
+                # Fractional CPUs: the session's own worker already holds one of the two.
+                "tiers": {
+                    "small": {"num_cpus": 0.5},
+                    "large": {"kind": "openai", "base_url": f"{url}/v1", "model": "smollm2-135m", "num_cpus": 0.5},
+                },
+                "routing": {1: "small", 4: "large"},
+            }
+        )
+        two_tier = Client(config=config, discover=False)
+        nodes = [
+            {"id": "easy", "question": "What is 3 + 4?", "difficulty": 1},
+            {"id": "hard", "question": "What is 12 * 11?", "difficulty": 5},
+        ]
+        result = two_tier.solve({"problem": "two", "strategy": {"name": "pal"}, "graph": nodes})
+        by_id = {n.id: n for n in result.nodes}
+        assert (by_id["easy"].tier, by_id["hard"].tier) == ("small", "large")
+        assert by_id["easy"].worker["pid"] != by_id["hard"].worker["pid"]
+        # Both were decoded: the large tier's tokens came back over HTTP from the server.
+        assert by_id["hard"].attempt.completion_tokens > 0 and by_id["easy"].attempt.completion_tokens > 0
+        two_tier.close()

@@ -56,6 +56,16 @@ class ModelWorker:
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
         return {"tier": self.tier, "model": self.spec.model, "node_id": node_id, "pid": os.getpid()}
 
+    # The Engine protocol, for callers outside this actor (the SGD planner's one call).
+    def generate(self, prompts: list, params) -> list:
+        return self.engine.generate(prompts, params)
+
+    def score(self, prompt, continuation: str) -> float:
+        return self.engine.score(prompt, continuation)
+
+    def info(self):
+        return self.engine.info()
+
     def run(self, batch: Batch) -> BatchResult:
         return list(self.run_stream(batch))[-1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, Union, runtime_checkable
 
@@ -29,6 +30,10 @@ class SamplingParams:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # Constrain the output to JSON matching this object schema. Kept as a private deep copy
+    # (later edits to the caller's dict cannot leak in) and left out of the hash (dicts are
+    # unhashable); equality still compares it.
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -39,6 +44,16 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.json_schema is not None:
+            if not isinstance(self.json_schema, dict) or self.json_schema.get("type") != "object":
+                raise ValueError(f'json_schema must be an object schema ({{"type": "object", ...}}), got {self.json_schema!r:.200}')
+            if self.stop:
+                raise ValueError("json_schema and stop strings exclude each other: a stop string would cut the JSON")
+            try:
+                schema = json.loads(json.dumps(self.json_schema))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"json_schema must be plain JSON: {exc}") from exc
+            object.__setattr__(self, "json_schema", schema)
 
     @property
     def greedy(self) -> bool:
@@ -49,8 +64,12 @@ class SamplingParams:
 class Completion:
     text: str  # generated text, cut before the stop string that ended it
     token_ids: list[int] = field(default_factory=list)  # every generated token (what was computed)
-    logprobs: list[float] = field(default_factory=list)  # one per generated token
-    finish_reason: str = "length"  # "stop" (stop string or EOS) | "length"
+    # One per generated token: the model's own log-probability, also under json_schema
+    # (computed before the schema masks the logits).
+    logprobs: list[float] = field(default_factory=list)
+    # "stop" (stop string or EOS; under json_schema, EOS only follows complete JSON) |
+    # "length" (the token budget ran out: under json_schema the JSON is then incomplete)
+    finish_reason: str = "length"
     stop_reason: str | None = None  # the stop string that matched, None for EOS/length
     prompt_tokens: int = 0
     completion_tokens: int = 0

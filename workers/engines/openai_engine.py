@@ -5,6 +5,8 @@ concurrently: servers with continuous batching decode them together, and per-req
 keeps token accounting exact. Text prompts use /v1/completions; chat prompts use
 /v1/chat/completions, and a chat ending in a partial assistant turn is continued with the
 `continue_final_message` extension (vLLM, SGLang and plait's own server honour it).
+`SamplingParams.json_schema` goes out as a strict `json_schema` response_format, which
+vLLM, SGLang and plait's server enforce on both endpoints.
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ class OpenAIEngine:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": params.json_schema, "strict": True},
+            }
         if isinstance(prompt, str):
             reply = self._call("/completions", {**body, "prompt": prompt, "logprobs": 1})
         else:

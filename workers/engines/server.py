@@ -4,7 +4,8 @@ It lets any OpenAI client (and plait's own OpenAIEngine on other machines) use a
 that plait loads, and it is what the OpenAIEngine tests talk to. Supported: GET /v1/models,
 POST /v1/completions (prompt string or list, n, stop, seed, logprobs, echo) and
 POST /v1/chat/completions (logprobs, and vLLM's `continue_final_message` to extend a
-partial assistant turn). Requests are served one engine call at a time.
+partial assistant turn), both with `response_format` ("text"; "json_object"; "json_schema",
+enforced by constrained decoding). Requests are served one engine call at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class _Sampling(BaseModel):
     n: int = Field(default=1, ge=1, le=64)
     stop: str | list[str] | None = None
     seed: int | None = None
+    # Checked by hand, not by pydantic, so an unsupported type gets a 400 with the error body.
+    response_format: dict | None = None
 
     def params(self, default_max: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -41,7 +44,25 @@ class _Sampling(BaseModel):
             n=self.n,
             stop=tuple(stop),
             seed=self.seed,
+            json_schema=_json_schema(self.response_format),
         )
+
+
+def _json_schema(response_format: dict | None) -> dict | None:
+    """The schema an OpenAI `response_format` asks for; None means free text."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}  # any JSON object
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise ValueError('response_format "json_schema" needs {"json_schema": {"name": ..., "schema": {...}}}')
+        return spec["schema"]
+    raise ValueError(f"response_format type {kind!r} is not supported: use 'text', 'json_object' or 'json_schema'")
 
 
 class CompletionRequest(_Sampling):

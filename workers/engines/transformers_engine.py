@@ -4,6 +4,10 @@ The loop is ours rather than `model.generate` so that every later acceleration (
 loads, speculative drafts, attention sinks, cautious decoding) has one obvious place to
 hook in, and so per-token logprobs cost nothing extra. Batches are left-padded; finished
 rows are dropped from the batch (and its KV cache) as soon as they stop.
+
+With `SamplingParams.json_schema`, each row's logits are masked to the tokens its own
+schema state allows before a token is picked (greedy or sampled); the logprobs reported
+stay the model's unmasked ones, so they mean the same with and without a schema.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from plait.errors import EngineError, MissingDependency
@@ -124,6 +129,12 @@ class TransformersEngine:
         budget = min(params.max_tokens, self._info.context_length - width)
         stop_window = max((len(s) for s in params.stop), default=0) + 8  # tokens enough to span any stop string
 
+        constraints = None
+        if params.json_schema is not None:
+            from workers.engines.constrained import JsonSchemaConstraint
+
+            constraints = [JsonSchemaConstraint(self.tokenizer, params.json_schema, self._eos) for _ in rows]
+
         out_ids: list[list[int]] = [[] for _ in rows]
         out_lp: list[list[float]] = [[] for _ in rows]
         finish = ["length"] * len(rows)
@@ -137,6 +148,8 @@ class TransformersEngine:
 
         for _ in range(budget):
             logprobs = torch.log_softmax(logits.float(), dim=-1)
+            if constraints is not None:
+                logits = _mask(logits, [constraints[row].allowed(out_ids[row]) for row in active])
             chosen = _pick(logits, params, generator)
             keep = []
             for b, row in enumerate(active):
@@ -189,6 +202,16 @@ class TransformersEngine:
             return [0.0] * len(ids)
         logprobs = torch.log_softmax(self.model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
         return [0.0] + logprobs.gather(-1, torch.tensor(ids[1:])[:, None]).squeeze(-1).tolist()
+
+
+def _mask(logits: torch.Tensor, allowed: list[np.ndarray]) -> torch.Tensor:
+    """Logits with every token outside its row's allowed ids set to -inf."""
+    # Built in numpy: for vocabulary-sized work this small, torch's thread pool costs more than it saves.
+    blocked = np.ones(tuple(logits.shape), dtype=bool)
+    for b, ids in enumerate(allowed):
+        blocked[b, ids] = False
+    return logits.masked_fill(torch.from_numpy(blocked), float("-inf"))
+
 
 def _pick(logits: torch.Tensor, params: SamplingParams, generator) -> torch.Tensor:
     if params.greedy:
