@@ -371,10 +371,10 @@ def main() -> None:
     try:
         app()
     except PlaitError as exc:
-        err.print(f"error: {exc}", style="red", highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         if os.environ.get("PLAIT_DEBUG"):
             raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} (PLAIT_DEBUG=1 shows the traceback)", style="red", soft_wrap=True)
+        err.print(f"internal error: {type(exc).__name__}: {exc} (PLAIT_DEBUG=1 shows the traceback)", style="red", markup=False, soft_wrap=True)
         sys.exit(1)

@@ -79,7 +79,7 @@ class SandboxConfig(_Section):
 
 
 class PlannerConfig(_Section):
-    tier: str = "small"  # which tier's model writes skeletons
+    tier: str | None = None  # which tier's model writes skeletons; None: the tier of difficulty 1
     max_nodes: int = Field(default=8, ge=2, le=64)
     constrained: bool = True  # JSON-schema constrained decoding of the skeleton
 
@@ -100,11 +100,15 @@ class Config(_Section):
                 raise ValueError(f"routing: difficulty {level} is not in 1-5")
             if tier not in self.tiers:
                 raise ValueError(f"routing: difficulty {level} goes to tier {tier!r}, which is not defined under [tiers]")
-        if self.planner.tier not in self.tiers:
+        if self.planner.tier is not None and self.planner.tier not in self.tiers:
             raise ValueError(f"planner.tier {self.planner.tier!r} is not defined under [tiers]")
         if 1 not in self.routing:
             raise ValueError("routing: difficulty 1 needs a tier (harder levels fall back to easier ones)")
         return self
+
+    @property
+    def planner_tier(self) -> str:
+        return self.planner.tier or self.routing[1]
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path | None:

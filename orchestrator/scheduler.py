@@ -109,8 +109,8 @@ class _JobRun:
         else:
             engine = None
             if spec.planner == "sgd":
-                self.emit("planning", planner="sgd", tier=self.config.planner.tier)
-                engine = ActorEngine(self.scheduler.pool.actor(self.config.planner.tier))
+                self.emit("planning", planner="sgd", tier=self.config.planner_tier)
+                engine = ActorEngine(self.scheduler.pool.actor(self.config.planner_tier))
             graph, self.reason = plan(
                 spec.problem,
                 spec.planner,

@@ -41,6 +41,7 @@ def test_bad_config_file_names_the_problem(tmp_path):
     bad.write_text('[routing]\n1 = "huge"\n')
     proc = plait("config", "show", "--config", str(bad))
     assert proc.returncode == 2 and "tier 'huge'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "under [tiers]" in proc.stderr  # printed as text, not eaten as rich markup
 
 
 def test_config_show_prints_the_effective_config(tmp_path):

@@ -56,3 +56,11 @@ def test_openai_tier_becomes_an_engine_spec():
     )
     spec = config.tiers["big"].engine_spec()
     assert (spec.kind, spec.base_url, spec.parameters) == ("openai", "http://x/v1", 7)
+
+
+def test_planner_tier_defaults_to_the_easiest_tier_and_must_exist():
+    config = Config.model_validate({"tiers": {"a": {}, "b": {}}, "routing": {1: "a", 4: "b"}})
+    assert config.planner_tier == "a"
+    assert Config.model_validate({"tiers": {"a": {}, "b": {}}, "routing": {1: "a"}, "planner": {"tier": "b"}}).planner_tier == "b"
+    with pytest.raises(ValueError, match="planner.tier 'z'"):
+        Config.model_validate({"tiers": {"a": {}}, "routing": {1: "a"}, "planner": {"tier": "z"}})
