@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.config import Config
-from orchestrator.runtime import RAY_ENV, tier_resources
+from orchestrator.runtime import RAY_ENV, ensure_ray_token, tier_resources
 from plait.errors import MissingDependency, PlaitError
 from workers.engines.embedded import cache_dir
 
@@ -62,6 +62,7 @@ def up(config: Config, num_cpus: int | None = None) -> tuple[ClusterState, bool]
     redis_bin, ray_bin = shutil.which("redis-server"), str(Path(sys.executable).with_name("ray"))
     if redis_bin is None:
         raise MissingDependency("redis-server is not installed: `apt-get install redis-server` (or `make test` installs it)")
+    ensure_ray_token()
     directory = state_path().parent
     directory.mkdir(parents=True, exist_ok=True)
     redis_port, ray_port = _free_port(), _free_port()

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from orchestrator.config import Config, tier_resource
 from plait.errors import ConfigError
@@ -28,6 +31,17 @@ NAMESPACE = "plait"
 _TIER_SHARE = 0.001  # of a node's tier resource per actor: many tiers' actors fit on one node
 
 
+def ensure_ray_token() -> None:
+    """Create this user's Ray auth token if there is none: with RAY_AUTH_MODE=token, `ray start`
+    and clients refuse to run without one, and a fresh machine has none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if not path.exists():
+        ray_bin = str(Path(sys.executable).with_name("ray"))
+        subprocess.run([ray_bin, "get-auth-token", "--generate"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
 def tier_resources(config: Config, amount: float = 1000) -> dict[str, float]:
     return {tier_resource(tier): amount for tier in config.tiers}
 
@@ -37,6 +51,7 @@ def init_ray(config: Config) -> None:
 
     if ray.is_initialized():
         return
+    ensure_ray_token()
     options: dict = dict(
         # "local" starts a new in-process instance; None would join any `ray start` cluster found.
         address=config.ray.address or "local",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.job import Result
-from orchestrator.runtime import RAY_ENV
+from orchestrator.runtime import RAY_ENV, ensure_ray_token
 from redis_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
@@ -65,6 +65,7 @@ def two_node_cluster(tmp_path_factory, redis_server):
     """A head offering tier_a and a second node offering tier_b, plus a config routing
     easy nodes to tier a and hard ones to tier b."""
     tmp = tmp_path_factory.mktemp("cluster")
+    ensure_ray_token()
     port = free_port()
     head = ray_node(tmp, "head", {"tier_a": 1000}, port, head=True)
     worker = None
