@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sys
@@ -338,13 +337,14 @@ def engine_serve(
     """Serve MODEL at http://HOST:PORT/v1 (completions, chat completions, models)."""
     import uvicorn
 
+    from orchestrator.api import is_loopback
     from workers.engines.server import create_app
     from workers.engines.transformers_engine import TransformersEngine
 
     key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not key:
         raise InvalidInput(f"--api-key-env {api_key_env}: that variable is not set")
-    if not key and not _is_loopback(host):
+    if not key and not is_loopback(host):
         raise InvalidInput(f"refusing to serve on {host} without an API key: pass --api-key-env VAR, or bind 127.0.0.1")
     engine = TransformersEngine(model, progress=lambda msg: err.print(msg, style="dim"))
     err.print(f"serving {model} at http://{host}:{port}/v1", style="bold")
@@ -355,15 +355,6 @@ def engine_serve(
 def version() -> None:
     """Print plait's version."""
     out.print(f"plait {__version__}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main() -> None:

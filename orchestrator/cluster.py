@@ -65,13 +65,13 @@ def up(config: Config, num_cpus: int | None = None) -> tuple[ClusterState, bool]
     ensure_ray_token()
     directory = state_path().parent
     directory.mkdir(parents=True, exist_ok=True)
-    redis_port, ray_port = _free_port(), _free_port()
+    redis_port, ray_port = free_port(), free_port()
     redis = _spawn(
         [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", "",
          "--dir", str(directory), "--daemonize", "no"],
         directory / "redis.log",
     )
-    ray_cmd = [ray_bin, "start", "--head", "--block", "--port", str(ray_port), "--ray-client-server-port", str(_free_port()),
+    ray_cmd = [ray_bin, "start", "--head", "--block", "--port", str(ray_port), "--ray-client-server-port", str(free_port()),
                "--include-dashboard=false", "--disable-usage-stats",
                "--resources", json.dumps(tier_resources(config))]
     if num_cpus:
@@ -122,7 +122,8 @@ def _listening(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on right now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from redis_server import free_port
+from orchestrator.cluster import free_port
 
 
 @contextmanager

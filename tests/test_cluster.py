@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.job import Result
 from orchestrator.runtime import RAY_ENV, ensure_ray_token
-from redis_server import free_port
+from orchestrator.cluster import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from http_server import serving
-from redis_server import free_port
+from orchestrator.cluster import free_port
 
 from plait.errors import EngineError
 from workers.engines.base import Message, SamplingParams, chat
