@@ -84,12 +84,19 @@ class PlannerConfig(_Section):
     constrained: bool = True  # JSON-schema constrained decoding of the skeleton
 
 
+class SchedulerConfig(_Section):
+    # Ready nodes of one tier go to its worker in batches of at most this many: one engine
+    # call decodes a batch together; a cap bounds the batch's KV memory. 1 = one by one.
+    max_batch: int = Field(default=16, ge=1, le=256)
+
+
 class Config(_Section):
     tiers: dict[str, TierConfig] = Field(default_factory=lambda: {"small": TierConfig()})
     routing: dict[int, str] = Field(default_factory=lambda: {1: "small"})
     ray: RayConfig = Field(default_factory=RayConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     redis_url: str | None = None
     cache_dir: str | None = None
 

@@ -86,11 +86,12 @@ class Result:
     verified: bool = False
     verdict: Verdict | None = None
     nodes: list[NodeResult] = field(default_factory=list)
-    tokens: int = 0
+    tokens: int = 0  # every token computed for the job: the planner's and the nodes'
     flops: int = 0
     seconds: float = 0.0
     error: str | None = None
     plan: str = ""  # why the graph has the shape it has
+    planner_tokens: int = 0
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -123,15 +123,26 @@ class WorkerPool:
 
 class ActorEngine:
     """The Engine protocol over a tier's worker actor, for code that runs outside it (the
-    planner): the model stays loaded once, in the actor."""
+    planner): the model stays loaded once, in the actor. It counts the tokens it had computed
+    (prompt and generated), so the job can bill the planner's call too."""
 
     def __init__(self, actor):
         self.actor = actor
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     def generate(self, prompts, params):
         import ray
 
-        return ray.get(self.actor.generate.remote(prompts, params))
+        outputs = ray.get(self.actor.generate.remote(prompts, params))
+        # The prompt is prefilled once per prompt, whatever n is.
+        self.prompt_tokens += sum(group[0].prompt_tokens for group in outputs if group)
+        self.completion_tokens += sum(c.completion_tokens for group in outputs for c in group)
+        return outputs
 
     def score(self, prompt, continuation: str) -> float:
         import ray

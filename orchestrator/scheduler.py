@@ -68,6 +68,8 @@ class _JobRun:
         self.deadline = self.started + self.spec.timeout if self.spec.timeout else None
         self.nodes: dict[str, NodeResult] = {}
         self.reason = ""
+        self.planner_tokens = 0
+        self.planner_flops = 0
 
     def emit(self, kind: str, **data) -> None:
         self.store.append_event(self.job_id, {"type": kind, **data})
@@ -103,11 +105,11 @@ class _JobRun:
         unknown = sorted(set(routing.values()) - set(self.config.tiers))
         if unknown:
             raise InvalidInput(f"tiers {', '.join(unknown)} are not defined; defined: {', '.join(self.config.tiers)}")
+        engine = None
         if spec.graph:
             nodes = [Node(n.id, n.question, list(n.depends_on), n.difficulty) for n in spec.graph]
             graph, self.reason = given(nodes, routing)
         else:
-            engine = None
             if spec.planner == "sgd":
                 self.emit("planning", planner="sgd", tier=self.config.planner_tier)
                 engine = ActorEngine(self.scheduler.pool.actor(self.config.planner_tier))
@@ -119,7 +121,17 @@ class _JobRun:
                 max_nodes=self.config.planner.max_nodes,
                 constrained=self.config.planner.constrained,
             )
-        self.emit("planned", nodes=[n.to_dict() for n in graph.nodes()], reason=self.reason)
+        generated = 0
+        if engine is not None:
+            self.planner_tokens, generated = engine.tokens, engine.completion_tokens
+            self.planner_flops = engine.info().flops(engine.tokens)
+        self.emit(
+            "planned",
+            nodes=[n.to_dict() for n in graph.nodes()],
+            reason=self.reason,
+            tokens=self.planner_tokens,
+            completion_tokens=generated,
+        )
         return graph
 
     def check_stop(self) -> None:
@@ -142,7 +154,12 @@ class _JobRun:
         groups: dict[str, list[Node]] = defaultdict(list)
         for node in ready:
             groups[node.tier].append(node)
-        running = [self.dispatch(tier, nodes, graph, retries=0) for tier, nodes in groups.items()]
+        size = self.config.scheduler.max_batch
+        running = [
+            self.dispatch(tier, nodes[i : i + size], graph, retries=0)
+            for tier, nodes in groups.items()
+            for i in range(0, len(nodes), size)
+        ]
         while running:
             self.check_stop()
             ready_streams, _ = ray.wait([d.stream for d in running], num_returns=1, timeout=self.scheduler.poll_seconds)
@@ -264,8 +281,9 @@ class _JobRun:
             verified=bool(verdict and verdict.verified),
             verdict=verdict,
             nodes=list(self.nodes.values()),
-            tokens=sum(a.tokens for a in attempts),
-            flops=sum(a.flops for a in attempts),
+            tokens=self.planner_tokens + sum(a.tokens for a in attempts),
+            flops=self.planner_flops + sum(a.flops for a in attempts),
+            planner_tokens=self.planner_tokens,
             seconds=round(time.monotonic() - self.started, 3),
             error=error,
             plan=self.reason,

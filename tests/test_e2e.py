@@ -81,3 +81,6 @@ def test_sgd_planner_writes_a_skeleton_that_the_scheduler_runs(client):
     assert len(sinks) == 1 and problem in sinks[0]["question"]
     assert all(n.tier == "small" and 1 <= next(p["difficulty"] for p in planned if p["id"] == n.id) <= 5 for n in result.nodes)
     assert all(n.worker.get("node_id") for n in result.nodes if n.attempt)
+    # The planner's call is billed: its tokens are in the job's total on top of the nodes'.
+    assert result.planner_tokens > len(problem) // 8
+    assert result.tokens == result.planner_tokens + sum(n.attempt.tokens for n in result.nodes if n.attempt)

@@ -34,6 +34,25 @@ def test_ready_nodes_run_together_and_answers_flow_to_dependents(client):
     assert "graph given in the job" in result.plan
 
 
+def test_max_batch_splits_a_wave_into_batches_of_at_most_that_many(client, config):
+    from orchestrator.client import Client
+    from orchestrator.config import SchedulerConfig
+
+    # Its own worker (no CPU reserved: the session's workers hold the Ray CPUs).
+    small = config.tiers["small"].model_copy(update={"num_cpus": 0})
+    capped = Client(config=config.model_copy(update={"tiers": {"small": small}, "scheduler": SchedulerConfig(max_batch=2)}), discover=False)
+    try:
+        nodes = [{"id": f"n{i}", "question": f"{i} * 3"} for i in range(5)]
+        nodes.append({"id": "sum", "question": " + ".join(f"{{n{i}}}" for i in range(5)), "depends_on": [f"n{i}" for i in range(5)]})
+        events = []
+        result = capped.solve(graph_job(nodes, reference="30"), on_event=events.append)
+    finally:
+        capped.close()
+    assert result.status == "succeeded" and result.verified
+    batches = sorted(e["questions"] for e in events if e["type"] == "generated")
+    assert batches == [1, 1, 2, 2]
+
+
 def test_a_failing_node_fails_the_job_but_keeps_other_branches(client):
     nodes = [
         {"id": "ok", "question": "1 + 1"},

@@ -1,0 +1,167 @@
+"""SGD (planner + skeleton graph) vs one single pass, at matched token budgets, in one run.
+
+Multi-part problems are built from `reasoning-gym` tasks (fixed seed), each with an integer
+reference computed from the parts' own answers:
+
+- pair:  two independent sub-questions (basic_arithmetic, chain_sum), then A + B;
+- chain: a sub-question, then a calculation on its answer (a later part uses an earlier one);
+- word:  a gsm_symbolic word problem and an arithmetic question, then A - B.
+
+Per problem, the SGD arm runs first (`planner: sgd`, each node with the chosen strategy);
+then the single arm runs the whole problem as one node with the same strategy and a
+generated-token budget equal to what the SGD arm generated on that problem (planner
+included). Both run through a local-mode Client on the embedded model. Reports accuracy
+(plait's verifier against the reference), tokens and seconds per problem for both arms.
+Last line: one JSON object.
+
+    python benchmarks/skeleton_quality.py --problems 20 --strategy pal
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+import reasoning_gym
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from orchestrator.client import Client
+from orchestrator.config import Config
+from orchestrator.runtime import init_ray
+
+KINDS = ("pair", "chain", "word")
+
+
+def _integer_entries(task: str, count: int, seed: int) -> list[dict]:
+    entries = [e for e in reasoning_gym.create_dataset(task, size=count * 3, seed=seed) if _is_int(e["answer"])]
+    return entries[:count]
+
+
+def _is_int(answer: object) -> bool:
+    try:
+        return float(answer) == int(float(answer))
+    except (TypeError, ValueError):
+        return False
+
+
+def multi_part_problems(count: int, seed: int) -> list[dict]:
+    """`count` problems, the kinds in turn: {"kind", "question", "answer"}."""
+    rng = random.Random(seed)
+    arithmetic = _integer_entries("basic_arithmetic", count, seed) + _integer_entries("chain_sum", count, seed)
+    rng.shuffle(arithmetic)
+    words = _integer_entries("gsm_symbolic", count, seed)
+    problems = []
+    for i in range(count):
+        kind = KINDS[i % len(KINDS)]
+        first, second = arithmetic[(2 * i) % len(arithmetic)], arithmetic[(2 * i + 1) % len(arithmetic)]
+        a, b = int(float(first["answer"])), int(float(second["answer"]))
+        if kind == "pair":
+            question = f"Part 1: {first['question']} Call the answer A.\nPart 2: {second['question']} Call the answer B.\nWhat is A + B?"
+            answer = a + b
+        elif kind == "chain":
+            k, c = rng.randint(2, 9), rng.randint(1, 20)
+            question = f"Part 1: {first['question']} Call the answer A.\nPart 2: What is {k} times A, plus {c}?"
+            answer = k * a + c
+        else:
+            word = words[i % len(words)]
+            a = int(float(word["answer"]))
+            question = f"Part 1: {word['question']} Call the answer A.\nPart 2: {second['question']} Call the answer B.\nWhat is A - B?"
+            answer = a - b
+        problems.append({"kind": kind, "question": question, "answer": str(answer)})
+    return problems
+
+
+def generated_tokens(client: Client, job_id: str) -> int:
+    """Tokens the job generated: its nodes' and, under SGD, the planner's."""
+    result = client.result(job_id)
+    nodes = sum(n.attempt.completion_tokens for n in result.nodes if n.attempt)
+    planned = next((e for e in client.events(job_id) if e["type"] == "planned"), {})
+    return nodes + planned.get("completion_tokens", 0)
+
+
+def run_arm(client: Client, job: dict) -> dict:
+    began = time.perf_counter()
+    result = client.solve(job)
+    return {
+        "correct": result.verified,
+        "status": result.status,
+        "answer": result.answer,
+        "nodes": len(result.nodes),
+        "tokens": result.tokens,
+        "generated": generated_tokens(client, result.job_id),
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problems", type=int, default=20)
+    parser.add_argument("--strategy", default="pal", choices=("pal", "cot", "tora"))
+    parser.add_argument("--max-tokens", type=int, default=256, help="SGD arm: generated-token budget per node")
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+
+    console = Console(stderr=True)
+    problems = multi_part_problems(args.problems, args.seed)
+    config = Config(ray={"num_cpus": 2})
+    init_ray(config)
+    client = Client(config=config, discover=False)
+    rows = []
+    try:
+        with console.status("loading the model (warm-up job)"):
+            client.solve({"problem": "What is 1 + 1?", "strategy": {"name": args.strategy}, "budget": {"max_tokens": 8}})
+        with Progress(console=console) as progress:
+            bar = progress.add_task("problems", total=len(problems))
+            for problem in problems:
+                base = {"problem": problem["question"], "strategy": {"name": args.strategy}, "reference": problem["answer"]}
+                sgd = run_arm(client, {**base, "planner": "sgd", "budget": {"max_tokens": args.max_tokens}})
+                single = run_arm(client, {**base, "planner": "none", "budget": {"max_tokens": max(sgd["generated"], 1)}})
+                rows.append({"kind": problem["kind"], "reference": problem["answer"], "sgd": sgd, "single": single})
+                progress.advance(bar)
+    finally:
+        client.close()
+        import ray
+
+        ray.shutdown()
+
+    def mean(arm: str, key: str, kind: str | None = None) -> float:
+        picked = [r[arm][key] for r in rows if kind in (None, r["kind"])]
+        return sum(picked) / len(picked) if picked else 0.0
+
+    table = Table(title=f"{len(rows)} multi-part problems (seed {args.seed}), strategy {args.strategy}, greedy")
+    for column in ("arm", "accuracy", *(f"acc. {k}" for k in KINDS), "tokens", "generated", "nodes", "s/problem"):
+        table.add_column(column, justify="right")
+    for arm in ("sgd", "single"):
+        table.add_row(
+            arm,
+            f"{mean(arm, 'correct'):.0%}",
+            *(f"{mean(arm, 'correct', k):.0%}" for k in KINDS),
+            f"{mean(arm, 'tokens'):.0f}",
+            f"{mean(arm, 'generated'):.0f}",
+            f"{mean(arm, 'nodes'):.1f}",
+            f"{mean(arm, 'seconds'):.1f}",
+        )
+    console.print(table)
+    single_acc = mean("single", "correct")
+    print(
+        json.dumps(
+            {
+                "name": "skeleton_quality",
+                "problems": len(rows),
+                "strategy": args.strategy,
+                "seed": args.seed,
+                **{f"{arm}_{key}": round(mean(arm, key), 3) for arm in ("sgd", "single") for key in ("correct", "tokens", "generated", "seconds", "nodes")},
+                **{f"{arm}_correct_{k}": round(mean(arm, "correct", k), 3) for arm in ("sgd", "single") for k in KINDS},
+                "ratio": round(mean("sgd", "correct") / single_acc, 3) if single_acc else None,
+                "ratio_of": "SGD accuracy / single-pass accuracy (None: the single pass solved nothing)",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
