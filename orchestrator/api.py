@@ -49,6 +49,17 @@ StatusName = Literal["queued", "planning", "running", "succeeded", "failed", "ca
 WAIT_SECONDS = 10.0  # one store wait of an event stream; bounds how long a gone client holds a thread
 STREAM_THREADS = 64  # event streams wait in their own threads so they cannot starve the other routes
 METRICS_SCAN_LIMIT = 10_000  # jobs per status that /metrics reads from the store
+KV_COUNTERS = {  # CacheStats fields exported as counters, summed over finished jobs
+    "lookups": "Prefix KV cache lookups",
+    "hits": "Prefix KV cache lookups that found at least one chunk",
+    "misses": "Prefix KV cache lookups that found nothing",
+    "hit_tokens": "Prompt tokens loaded from the prefix KV cache instead of prefilled",
+    "bad_values": "Corrupt, truncated or mismatched KV cache values (each one a miss)",
+    "loaded_bytes": "Bytes loaded from the prefix KV cache",
+    "stored_bytes": "Bytes stored into the prefix KV cache",
+    "load_ms": "Milliseconds spent loading from the prefix KV cache",
+    "store_ms": "Milliseconds spent storing into the prefix KV cache",
+}
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 _ERROR_TYPES = {
@@ -152,10 +163,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-class _NodeLatency:
-    """Node latency (node_started → node_done `ts`), observed once per node by reading each
-    job's event stream incrementally at scrape time, so it covers every job in the store
-    (up to METRICS_SCAN_LIMIT per status) whichever process ran it."""
+class _EventMetrics:
+    """Metrics read from each job's event stream incrementally at scrape time, so they cover
+    every job in the store (up to METRICS_SCAN_LIMIT per status) whichever process ran it:
+    node latency (node_started → node_done `ts`), and the prefix KV cache's counters that a
+    job's `done` event carries."""
 
     def __init__(self) -> None:
         self.histogram = Histogram(
@@ -164,6 +176,10 @@ class _NodeLatency:
             buckets=LATENCY_BUCKETS,
             registry=None,
         )
+        self.kv = {
+            name: Counter(f"plait_kv_cache_{name}", text, registry=None)
+            for name, text in KV_COUNTERS.items()
+        }
         self._lock = threading.Lock()  # scrapes run in threadpool threads and may overlap
         self._offsets: dict[str, int] = {}
         self._started: dict[str, dict[str, float]] = {}  # job id -> node id -> ts
@@ -182,9 +198,14 @@ class _NodeLatency:
                     elif event["type"] == "node_done" and event["node"] in started:
                         self.histogram.observe(max(0.0, event["ts"] - started.pop(event["node"])))
                     elif event["type"] == "done":
+                        for name, counter in self.kv.items():
+                            counter.inc(max(0, (event.get("kv_cache") or {}).get(name, 0)))
                         self._finished.add(job_id)
                         del self._offsets[job_id], self._started[job_id]
                         break
+
+    def collect(self) -> list[Metric]:
+        return [*self.histogram.collect(), *(m for counter in self.kv.values() for m in counter.collect())]
 
 
 class _StoreCollector(Collector):
@@ -192,7 +213,7 @@ class _StoreCollector(Collector):
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.latency = _NodeLatency()
+        self.events = _EventMetrics()
 
     def collect(self) -> list[Metric]:
         store = self.client.store
@@ -205,8 +226,8 @@ class _StoreCollector(Collector):
             "Jobs waiting to run (queued or planning)",
             value=len(listed["queued"]) + len(listed["planning"]),
         )
-        self.latency.update(store, [job.id for found in listed.values() for job in found])
-        return [jobs, depth, *self.latency.histogram.collect()]
+        self.events.update(store, [job.id for found in listed.values() for job in found])
+        return [jobs, depth, *self.events.collect()]
 
 
 class _CountRequests:
@@ -389,7 +410,8 @@ def create_app(client: Client, *, token: str | None, max_body_bytes: int = 1_000
         tags=["operations"],
         summary="Prometheus metrics",
         description="plait_jobs{status}, plait_queue_depth, plait_node_latency_seconds (histogram), "
-        "plait_http_requests_total{route,method,code}.",
+        "plait_http_requests_total{route,method,code}, plait_kv_cache_*_total (prefix KV cache: lookups, hits, "
+        "misses, hit_tokens, bad_values, loaded/stored bytes, load/store ms, summed over finished jobs).",
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}},
     )

@@ -18,6 +18,7 @@ from plait.errors import ConfigError
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
 from workers.engines import EMBEDDED_MODEL, EngineSpec
+from workers.kvcache import CacheSpec
 
 
 # Names shared with deploy/ (manifests are tested against these).
@@ -84,6 +85,23 @@ class PlannerConfig(_Section):
     constrained: bool = True  # JSON-schema constrained decoding of the skeleton
 
 
+class KVCacheConfig(_Section):
+    backend: Literal["memory", "redis", "off"] = "memory"  # redis: shared by every worker
+    max_mb: int = Field(default=512, ge=1, description="memory backend: LRU byte cap per worker")
+    chunk_tokens: int = Field(default=64, ge=1, le=4096)
+    redis_url: str | None = None  # redis backend; default: the job store's redis_url
+    ttl_seconds: int = Field(default=86400, ge=1)
+
+    def spec(self, default_redis_url: str | None) -> CacheSpec:
+        return CacheSpec(
+            backend=self.backend,
+            max_bytes=self.max_mb * 2**20,
+            chunk_tokens=self.chunk_tokens,
+            redis_url=self.redis_url or default_redis_url or "",
+            ttl_seconds=self.ttl_seconds,
+        )
+
+
 class SchedulerConfig(_Section):
     # Ready nodes of one tier go to its worker in batches of at most this many: one engine
     # call decodes a batch together; a cap bounds the batch's KV memory. 1 = one by one.
@@ -97,6 +115,7 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    kv_cache: KVCacheConfig = Field(default_factory=KVCacheConfig)
     redis_url: str | None = None
     cache_dir: str | None = None
 

@@ -92,6 +92,7 @@ class Result:
     error: str | None = None
     plan: str = ""  # why the graph has the shape it has
     planner_tokens: int = 0
+    kv_cache: dict = field(default_factory=dict)  # prefix KV cache counters summed over the job's batches
 
     def to_dict(self) -> dict:
         data = asdict(self)

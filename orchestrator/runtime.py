@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.config import Config, tier_resource
@@ -110,7 +111,8 @@ class WorkerPool:
             max_task_retries=0,  # the scheduler retries nodes itself, with bounded attempts
             runtime_env={"env_vars": env},
         )
-        return remote.remote(tier_config.engine_spec(), tier)
+        spec = replace(tier_config.engine_spec(), kv_cache=self.config.kv_cache.spec(self.config.redis_url))
+        return remote.remote(spec, tier)
 
     def shutdown(self) -> None:
         import ray

@@ -22,6 +22,7 @@ from plait.errors import InvalidInput, PlaitError
 from planners import Node, SkeletonGraph, given, plan
 from verifiers import math as math_verifier
 from workers.actor import Batch, BatchResult
+from workers.kvcache import add_stats
 from workers.types import Budget
 
 SUPPORTED_KINDS = ("math",)
@@ -70,6 +71,7 @@ class _JobRun:
         self.reason = ""
         self.planner_tokens = 0
         self.planner_flops = 0
+        self.kv_cache: dict = {}
 
     def emit(self, kind: str, **data) -> None:
         self.store.append_event(self.job_id, {"type": kind, **data})
@@ -208,6 +210,7 @@ class _JobRun:
             self.emit(kind, tier=d.tier, **item)
             return d
         seconds = round(time.monotonic() - d.started, 3)
+        self.kv_cache = add_stats(self.kv_cache, item.kv_cache)
         for node, question, attempt in zip(d.nodes, d.batch.questions, item.attempts):
             node.answer = attempt.answer
             node.status = "done" if attempt.answer is not None else "failed"
@@ -284,6 +287,7 @@ class _JobRun:
             tokens=self.planner_tokens + sum(a.tokens for a in attempts),
             flops=self.planner_flops + sum(a.flops for a in attempts),
             planner_tokens=self.planner_tokens,
+            kv_cache=self.kv_cache,
             seconds=round(time.monotonic() - self.started, 3),
             error=error,
             plan=self.reason,
@@ -291,7 +295,7 @@ class _JobRun:
         self.store.put_result(result)
         if self.store.get(self.job_id).status != status:
             self.store.transition(self.job_id, status)
-        self.emit("done", status=status, answer=answer, error=error)
+        self.emit("done", status=status, answer=answer, error=error, kv_cache=self.kv_cache)
         return result
 
 

@@ -288,7 +288,7 @@ def test_metrics_from_a_known_store():
         {"type": "node_done", "node": "x", "ts": 100.2},
         {"type": "node_started", "node": "y", "ts": 100.2},
         {"type": "node_done", "node": "y", "ts": 104.2},
-        {"type": "done", "ts": 104.3},
+        {"type": "done", "ts": 104.3, "kv_cache": {"lookups": 3, "hits": 2, "misses": 1, "hit_tokens": 128, "loaded_bytes": 4096}},
     ):
         store.append_event("job-a", event)
     store.append_event("job-b", {"type": "node_started", "node": "x", "ts": 200.0})
@@ -305,11 +305,18 @@ def test_metrics_from_a_known_store():
     assert sample(latency, "plait_node_latency_seconds_bucket", le="2.5") == 1
     assert sample(latency, "plait_node_latency_seconds_bucket", le="5.0") == 2
 
+    kv = {name: sample(first[f"plait_kv_cache_{name}"], f"plait_kv_cache_{name}_total") for name in ("lookups", "hits", "misses", "hit_tokens", "loaded_bytes", "bad_values")}
+    assert kv == {"lookups": 3, "hits": 2, "misses": 1, "hit_tokens": 128, "loaded_bytes": 4096, "bad_values": 0}
+
     store.append_event("job-b", {"type": "node_done", "node": "x", "ts": 201.0})
+    store.append_event("job-b", {"type": "done", "ts": 201.1, "kv_cache": {"lookups": 1, "misses": 1}})
     for _ in range(2):  # the second scrape must not count anything again
-        latency = metric_samples(http.get("/metrics").text)["plait_node_latency_seconds"]
+        scraped = metric_samples(http.get("/metrics").text)
+        latency = scraped["plait_node_latency_seconds"]
         assert sample(latency, "plait_node_latency_seconds_count") == 3
         assert sample(latency, "plait_node_latency_seconds_sum") == pytest.approx(5.2)
+        assert sample(scraped["plait_kv_cache_lookups"], "plait_kv_cache_lookups_total") == 4
+        assert sample(scraped["plait_kv_cache_misses"], "plait_kv_cache_misses_total") == 2
 
 
 class _FailingStore:

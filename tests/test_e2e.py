@@ -84,3 +84,17 @@ def test_sgd_planner_writes_a_skeleton_that_the_scheduler_runs(client):
     # The planner's call is billed: its tokens are in the job's total on top of the nodes'.
     assert result.planner_tokens > len(problem) // 8
     assert result.tokens == result.planner_tokens + sum(n.attempt.tokens for n in result.nodes if n.attempt)
+
+
+def test_jobs_share_the_few_shot_prompt_through_the_workers_kv_cache(client):
+    """Two jobs with one strategy share its few-shot prompt: the second loads it from the
+    worker's prefix cache, and the job's result reports the cache's counters."""
+    first = client.solve({"problem": "What is 3 + 4?", "strategy": {"name": "cot"}, "budget": {"max_tokens": 16}})
+    second = client.solve({"problem": "What is 5 + 6?", "strategy": {"name": "cot"}, "budget": {"max_tokens": 16}})
+    assert first.kv_cache["lookups"] >= 1 and second.kv_cache["lookups"] >= 1
+    (node,) = second.nodes
+    assert second.kv_cache["hit_tokens"] >= 64 and node.attempt.cached_tokens == second.kv_cache["hit_tokens"]
+    # FLOPs count computed tokens only: 2 * parameters per token not loaded from the cache.
+    (before,) = first.nodes
+    per_token = [a.flops / (a.tokens - a.cached_tokens) for a in (before.attempt, node.attempt)]
+    assert per_token[0] == pytest.approx(per_token[1]) and per_token[0] > 2e8

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from tools.sandbox import SandboxLimits
@@ -35,6 +35,7 @@ class Batch:
 class BatchResult:
     attempts: list[Attempt]
     worker: dict  # where it ran: ray node id, pid, model
+    kv_cache: dict = field(default_factory=dict)  # the prefix cache's counters for this batch
 
 
 class ModelWorker:
@@ -77,8 +78,11 @@ class ModelWorker:
         def work() -> None:
             try:
                 engine = None if batch.strategy in MODEL_FREE else self.engine
+                cache = getattr(engine, "prefix_cache", None)
+                before = cache.stats.copy() if cache else None
                 ctx = RunContext(engine, batch.budget, batch.sandbox, emit=events.put)
                 outcome["attempts"] = strategy.run(batch.questions, ctx)
+                outcome["kv_cache"] = cache.stats.minus(before).to_dict() if cache else {}
             except BaseException as exc:  # handed to the caller below
                 outcome["error"] = exc
             finally:
@@ -91,4 +95,4 @@ class ModelWorker:
         thread.join()
         if "error" in outcome:
             raise outcome["error"]
-        yield BatchResult(outcome["attempts"], self.describe())
+        yield BatchResult(outcome["attempts"], self.describe(), outcome["kv_cache"])

@@ -54,6 +54,7 @@ class Attempt:
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens loaded from a prefix KV cache: not computed, no FLOPs
     flops: int = 0
     seconds: float = 0.0
     finish_reason: str = ""  # "answered" | "no_answer" | "budget" | "error"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from plait.errors import ConfigError
 from workers.engines.base import Completion, Engine, EngineInfo, KVLayout, Message, Prompt, SamplingParams, chat
 from workers.engines.embedded import EMBEDDED_MODEL
+from workers.kvcache import CacheSpec
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class EngineSpec:
     max_retries: int = 4
     dtype: str = "float32"
     threads: int = 0  # transformers: torch threads, 0 = all cores
+    kv_cache: CacheSpec = field(default_factory=CacheSpec)  # transformers: prefix KV cache
 
     def __post_init__(self) -> None:
         if self.kind not in ("transformers", "openai"):
@@ -53,7 +55,7 @@ def make_engine(spec: EngineSpec, progress=None) -> Engine:
         )
     from workers.engines.transformers_engine import TransformersEngine
 
-    return TransformersEngine(spec.model, dtype=spec.dtype, threads=spec.threads or None, progress=progress)
+    return TransformersEngine(spec.model, dtype=spec.dtype, threads=spec.threads or None, kv_cache=spec.kv_cache, progress=progress)
 
 
 __all__ = [

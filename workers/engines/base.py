@@ -34,6 +34,10 @@ class SamplingParams:
     # (later edits to the caller's dict cannot leak in) and left out of the hash (dicts are
     # unhashable); equality still compares it.
     json_schema: dict | None = field(default=None, hash=False)
+    # Publish the KV of prompt + output to the engine's prefix cache, for a caller that will
+    # send the conversation back extended (a ToRA tool round): the next call then prefills
+    # only what was added. Prompts are published regardless.
+    cache_output: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -73,6 +77,7 @@ class Completion:
     stop_reason: str | None = None  # the stop string that matched, None for EOS/length
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV was loaded from a prefix cache, not computed
 
     def to_dict(self) -> dict:
         return asdict(self)

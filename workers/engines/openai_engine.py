@@ -125,6 +125,8 @@ class OpenAIEngine:
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             stop_reason=stop_reason if isinstance(stop_reason, str) else matched,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            # vLLM and SGLang report their own prefix-cache hits here (when enabled).
+            cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
             completion_tokens=len(logprobs) or int(usage.get("completion_tokens", 0)) // max(n, 1),
         )
 

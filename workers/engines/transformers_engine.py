@@ -22,6 +22,7 @@ import torch
 from plait.errors import EngineError, MissingDependency
 from workers.engines.base import Completion, EngineInfo, KVLayout, Prompt, SamplingParams, cut_at_stop
 from workers.engines.embedded import EMBEDDED_MODEL, embedded_model_dir, weights_fingerprint
+from workers.kvcache import CacheSpec, open_prefix_cache
 
 
 class TransformersEngine:
@@ -32,6 +33,7 @@ class TransformersEngine:
         dtype: str = "float32",
         threads: int | None = None,
         max_batch: int = 16,
+        kv_cache: CacheSpec | None = None,
         progress=None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -58,6 +60,7 @@ class TransformersEngine:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
         self._eos = self._eos_ids()
         self._info = self._make_info(path, dtype)
+        self.prefix_cache = open_prefix_cache(kv_cache or CacheSpec(), self._info.fingerprint, self._info.kv_layout)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -120,13 +123,9 @@ class TransformersEngine:
 
     @torch.inference_mode()
     def _decode(self, rows: list[list[int]], params: SamplingParams, generator) -> list[Completion]:
-        from transformers import DynamicCache
-
-        pad = self.tokenizer.pad_token_id
-        width = max(len(r) for r in rows)
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        budget = min(params.max_tokens, self._info.context_length - width)
+        cache, mask, logits, cached = self._prefill(rows)
+        next_pos = mask.sum(-1, keepdim=True)  # each row's next position: its token count so far
+        budget = min(params.max_tokens, self._info.context_length - max(len(r) for r in rows))
         stop_window = max((len(s) for s in params.stop), default=0) + 8  # tokens enough to span any stop string
 
         constraints = None
@@ -139,14 +138,7 @@ class TransformersEngine:
         out_lp: list[list[float]] = [[] for _ in rows]
         finish = ["length"] * len(rows)
         active = list(range(len(rows)))  # batch position -> row index
-        cache = DynamicCache()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache
-        ).logits[:, -1, :]
-        next_pos = positions[:, -1:] + 1
-
-        for _ in range(budget):
+        for step in range(budget):
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             if constraints is not None:
                 logits = _mask(logits, [constraints[row].allowed(out_ids[row]) for row in active])
@@ -160,8 +152,12 @@ class TransformersEngine:
                     finish[row] = "stop"
                 elif params.stop and _ends_with_stop(self.tokenizer, out_ids[row], params.stop, stop_window):
                     finish[row] = "stop"
-                else:
+                elif step < budget - 1:
                     keep.append(b)
+                    continue
+                if params.cache_output:
+                    # The cache holds the prompt and every output token but the last (never fed).
+                    self._publish(rows[row] + out_ids[row][:-1], cache, mask, b, known=len(rows[row]))
             if not keep:
                 break
             if len(keep) < len(active):
@@ -175,9 +171,67 @@ class TransformersEngine:
             ).logits[:, -1, :]
             next_pos = next_pos + 1
 
-        return [self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop) for i in range(len(rows))]
+        return [self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop, cached[i]) for i in range(len(rows))]
 
-    def _completion(self, prompt_ids, ids, logprobs, finish, stop) -> Completion:
+    def _prefill(self, rows: list[list[int]]):
+        """(cache, attention mask, last logits, tokens loaded from the prefix cache per row).
+        Identical prompts (the n samples of one question) are prefilled once and copied."""
+        unique = list(dict.fromkeys(tuple(r) for r in rows))
+        if len(unique) == len(rows):
+            return self._prefill_distinct(rows)
+        cache, mask, logits, cached = self._prefill_distinct([list(u) for u in unique])
+        order = [unique.index(tuple(r)) for r in rows]
+        index = torch.tensor(order)
+        cache.batch_select_indices(index)
+        return cache, mask[index], logits[index], [cached[i] for i in order]
+
+    def _prefill_distinct(self, rows: list[list[int]]):
+        """The prompts put into a fresh KV cache. Each row's longest cached prefix is loaded rather than computed. The batch is laid out
+        as [cached region | computed region], each row right-aligned in both, padding masked:
+        positions count a row's own tokens only, so a token's KV is the same at any offset.
+        The chunks computed here are published for the next prompt that shares them."""
+        from transformers import DynamicCache
+
+        pad = self.tokenizer.pad_token_id
+        hits = [self.prefix_cache.lookup(r, len(r) - 1) if self.prefix_cache else (0, None, None) for r in rows]
+        width_cached = max(n for n, _, _ in hits)
+        rest = [r[n:] for r, (n, _, _) in zip(rows, hits)]
+        width = max(len(r) for r in rest)
+        cache = DynamicCache()
+        cached_mask = torch.zeros(len(rows), width_cached, dtype=torch.long)
+        if width_cached:
+            sample = next(k for n, k, _ in hits if n)
+            layers, heads, _, dim = sample.shape
+            keys = torch.zeros(layers, len(rows), heads, width_cached, dim, dtype=sample.dtype)
+            values = torch.zeros_like(keys)
+            for i, (n, k, v) in enumerate(hits):
+                if n:
+                    keys[:, i, :, width_cached - n :] = k
+                    values[:, i, :, width_cached - n :] = v
+                    cached_mask[i, width_cached - n :] = 1
+            for layer in range(layers):
+                cache.update(keys[layer], values[layer], layer)
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rest])
+        rest_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rest])
+        mask = torch.cat([cached_mask, rest_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_cached:]
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits[:, -1, :]
+        if self.prefix_cache:
+            for b, (ids, (n, _, _)) in enumerate(zip(rows, hits)):
+                self._publish(ids, cache, mask, b, known=n)
+        return cache, mask, logits, [n for n, _, _ in hits]
+
+    def _publish(self, ids: list[int], cache, mask: torch.Tensor, b: int, known: int) -> None:
+        """Publish the chunks of `ids` past `known` tokens from batch row `b` of `cache`."""
+        c = self.prefix_cache.chunk_tokens if self.prefix_cache else 0
+        if not c or len(ids) // c * c <= known:
+            return
+        where = mask[b].nonzero().squeeze(-1)[: len(ids) // c * c]
+        keys = torch.stack([layer.keys[b][:, where] for layer in cache.layers])
+        values = torch.stack([layer.values[b][:, where] for layer in cache.layers])
+        self.prefix_cache.publish(ids[: len(where)], keys, values, known_tokens=known)
+
+    def _completion(self, prompt_ids, ids, logprobs, finish, stop, cached: int) -> Completion:
         visible = [t for t in ids if t not in self._eos]
         text, matched = cut_at_stop(self.tokenizer.decode(visible, skip_special_tokens=True), stop)
         return Completion(
@@ -188,6 +242,7 @@ class TransformersEngine:
             stop_reason=matched,
             prompt_tokens=len(prompt_ids),
             completion_tokens=len(ids),
+            cached_tokens=cached,
         )
 
     def score(self, prompt: Prompt, continuation: str) -> float:

@@ -74,8 +74,12 @@ class Rollouts:
         limit = self.ctx.budget.max_seconds
         return limit is not None and time.monotonic() - self.started >= limit
 
-    def generate(self, indices: list[int], prompts: list[Prompt], stop: tuple[str, ...], round_: int) -> dict[int, Completion]:
-        """Decode one call for the given questions; those out of budget are finished instead."""
+    def generate(
+        self, indices: list[int], prompts: list[Prompt], stop: tuple[str, ...], round_: int, continues: bool = False
+    ) -> dict[int, Completion]:
+        """Decode one call for the given questions; those out of budget are finished instead.
+        `continues`: the caller will send these conversations back extended (tool rounds), so
+        the engine keeps their KV for the next call."""
         rooms = {i: self._room(i) for i in indices}
         for i in indices:
             if rooms[i] < 1 or self._out_of_time():
@@ -89,6 +93,7 @@ class Rollouts:
             top_p=self.sampling.top_p,
             stop=stop,
             seed=None if self.sampling.seed is None else self.sampling.seed + round_,
+            cache_output=continues,
         )
         results = self.ctx.engine.generate([p for _, p in live], params)
         out = {}
@@ -96,7 +101,8 @@ class Rollouts:
             attempt = self.attempts[i]
             attempt.prompt_tokens += completion.prompt_tokens
             attempt.completion_tokens += completion.completion_tokens
-            attempt.flops = self.info.flops(attempt.tokens)
+            attempt.cached_tokens += completion.cached_tokens
+            attempt.flops = self.info.flops(attempt.tokens - attempt.cached_tokens)
             out[i] = completion
         self.ctx.emit({"type": "generated", "round": round_, "questions": len(live), "tokens": sum(c.completion_tokens for c in out.values())})
         return out

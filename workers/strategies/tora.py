@@ -37,11 +37,12 @@ class ToRA(SamplingConfig):
                 break
             prompts = [TORA_PROMPT.prompt(questions[i], rollouts.attempts[i].text) for i in active]
             programs = {}
-            for i, completion in rollouts.generate(active, prompts, CODE_STOPS, round_).items():
+            more = round_ < self.max_tool_calls
+            for i, completion in rollouts.generate(active, prompts, CODE_STOPS, round_, continues=more).items():
                 attempt = rollouts.attempts[i]
                 code = pending_program(completion)
                 attempt.text += completion.text
-                if code is not None and round_ < self.max_tool_calls:
+                if code is not None and more:
                     programs[i] = code
                 else:
                     rollouts.finish(i, "answered")
