@@ -64,11 +64,20 @@ def _strategy_params(pairs: list[str]) -> dict:
 
 
 # Options shared by several verbs, declared once.
-StrategyOpt = Annotated[Optional[str], typer.Option("--strategy", "-s", help="tora | cot | pal | calc  [default: tora]")]
+StrategyOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--strategy", "-s",
+        help="tora | cot | pal | calc, or a search over one of them (-p method=...): "
+        "greedy | majority | best_of_n | weighted_majority | rebase  [default: tora]",
+    ),
+]  # fmt: skip
 AnswerOpt = Annotated[Optional[str], typer.Option("--answer", help="Reference answer: the result is checked against it.")]
 ParamOpt = Annotated[list[str], typer.Option("--param", "-p", help="Strategy parameter key=value, e.g. -p max_tool_calls=2.")]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Budget: generated tokens per node.")]
 MaxSecondsOpt = Annotated[Optional[float], typer.Option("--max-seconds", help="Budget: wall-clock seconds per node.")]
+SamplesOpt = Annotated[Optional[int], typer.Option("--budget-samples", help="Budget: samples per node (search strategies).")]
+FlopsOpt = Annotated[Optional[float], typer.Option("--budget-flops", help="Budget: FLOPs per node (2 x parameters x tokens).")]
 TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Wall-clock seconds for the whole job.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="plait.toml to use (default: $PLAIT_CONFIG, ./plait.toml).")]
@@ -81,7 +90,7 @@ PlannerOpt = Annotated[Optional[str], typer.Option("--planner", help="none | sgd
 GraphOpt = Annotated[Optional[Path], typer.Option("--graph", help="Also draw the job's skeleton graph to this .png or .svg.")]
 
 
-def _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, planner=None):
+def _spec(problem, strategy, answer, param, budget: dict, timeout, planner=None):
     from orchestrator.spec import JobSpec
 
     data = _problem_spec(problem)
@@ -90,7 +99,7 @@ def _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, pl
         if strategy:
             data["strategy"]["name"] = strategy
         data["strategy"].setdefault("params", {}).update(_strategy_params(param))
-    budget = {k: v for k, v in (("max_tokens", max_tokens), ("max_seconds", max_seconds)) if v is not None}
+    budget = {k: v for k, v in budget.items() if v is not None}
     if budget:
         data.setdefault("budget", {}).update(budget)
     if answer is not None:
@@ -147,6 +156,8 @@ def solve(
     param: ParamOpt = [],
     max_tokens: MaxTokensOpt = None,
     max_seconds: MaxSecondsOpt = None,
+    budget_samples: SamplesOpt = None,
+    budget_flops: FlopsOpt = None,
     timeout: TimeoutOpt = None,
     planner: PlannerOpt = None,
     graph: GraphOpt = None,
@@ -155,7 +166,8 @@ def solve(
     address: AddressOpt = None,
 ) -> None:
     """Solve one problem end to end and print the answer, its verdict, tokens and time."""
-    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, planner)
+    budget = {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples, "max_flops": budget_flops}
+    spec = _spec(problem, strategy, answer, param, budget, timeout, planner)
     client = _client(config, address)
     _follow(client, client.submit(spec), as_json, graph)
 
@@ -168,6 +180,8 @@ def submit(
     param: ParamOpt = [],
     max_tokens: MaxTokensOpt = None,
     max_seconds: MaxSecondsOpt = None,
+    budget_samples: SamplesOpt = None,
+    budget_flops: FlopsOpt = None,
     timeout: TimeoutOpt = None,
     planner: PlannerOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job and print its result.")] = False,
@@ -176,7 +190,8 @@ def submit(
     address: AddressOpt = None,
 ) -> None:
     """Queue a job on the cluster and print its id; it runs on after this command exits."""
-    spec = _spec(problem, strategy, answer, param, max_tokens, max_seconds, timeout, planner)
+    budget = {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples, "max_flops": budget_flops}
+    spec = _spec(problem, strategy, answer, param, budget, timeout, planner)
     client = _client(config, address)
     if client.mode == "local" and not wait:
         raise InvalidInput("no cluster to submit to: start one with `plait up`, pass --address, or use `plait solve`")

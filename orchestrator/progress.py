@@ -84,8 +84,15 @@ def render_result(result: Result, console: Console) -> None:
         grid.add_row("verdict", Text(f"{v.status} ({v.score:+.2f}) — {v.message}"))
     if result.error:
         grid.add_row("error", Text(result.error, style="red"))
+    for node in result.nodes:
+        search = node.attempt.search if node.attempt else None
+        if search:
+            votes = ", ".join(f"{answer}: {weight:g}" for answer, weight in list(search["votes"].items())[:6])
+            label = "votes" if len(result.nodes) == 1 else f"votes {node.id}"
+            grid.add_row(label, Text(f"{votes or 'no answers'}  ({len(search['samples'])} samples, {search['strategy']} over {search['method']})"))
     tool_calls = sum(len(n.attempt.tool_calls) for n in result.nodes if n.attempt)
-    grid.add_row("tokens", f"{result.tokens}  ({result.flops:.3g} FLOPs, {tool_calls} tool calls)")
+    cached = sum(n.attempt.cached_tokens for n in result.nodes if n.attempt)
+    grid.add_row("tokens", f"{result.tokens}  ({cached} from the KV cache; {result.flops:.3g} FLOPs, {tool_calls} tool calls)")
     grid.add_row("seconds", f"{result.seconds:.1f}")
     grid.add_row("job", result.job_id)
     console.print(Panel(grid, title=f"[{style}]{result.status}[/]", expand=False))

@@ -16,13 +16,13 @@ class _Strict(BaseModel):
 
 
 class StrategySpec(_Strict):
-    name: Literal["tora", "cot", "pal", "calc"] = "tora"
+    name: Literal["tora", "cot", "pal", "calc", "greedy", "majority", "best_of_n", "weighted_majority", "rebase"] = "tora"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class BudgetSpec(_Strict):
     max_tokens: int | None = Field(default=2048, ge=1, le=10_000_000, description="generated tokens per node")
-    max_samples: int | None = Field(default=1, ge=1, le=4096)
+    max_samples: int | None = Field(default=None, ge=1, le=4096, description="samples per node for search strategies")
     max_seconds: float | None = Field(default=None, gt=0, le=86_400)
     max_flops: float | None = Field(default=None, gt=0)
 

@@ -25,6 +25,8 @@ def plait(*args, stdin=None, env=None):
         (["solve", "2+2", "--max-tokens", "0"], "budget.max_tokens"),
         (["solve", "2+2", "-p", "max_tool_calls=-3"], "max_tool_calls"),
         (["solve", "2+2", "-p", "bogus"], "key=value"),
+        (["solve", "2+2", "--budget-samples", "0"], "budget.max_samples"),
+        (["solve", "2+2", "-s", "rebase", "-p", "method=calc"], "method must be one of cot, pal, tora"),
         (["solve", "@/nonexistent/job.json"], "does not exist"),
         (["solve", "2+2", "--config", "/nonexistent/plait.toml"], "does not exist"),
     ],
@@ -69,3 +71,17 @@ def test_solve_json_prints_a_result_from_a_job_file(tmp_path):
     assert result.status == "succeeded" and result.nodes[0].attempt.strategy == "pal"
     assert result.verdict.checker.name == "math"
     assert result.verified == (result.verdict.status == "verified")
+
+
+@pytest.mark.slow
+def test_solve_with_rebase_records_the_tree_and_votes():
+    proc = plait(
+        "solve", "What is 2 + 3?", "--strategy", "rebase", "--budget-samples", "2", "--max-tokens", "96",
+        "-p", "method=cot", "-p", "max_depth=2", "-p", "seed=3", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = Result.from_dict(json.loads(proc.stdout))
+    search = result.nodes[0].attempt.search
+    assert search["strategy"] == "rebase" and search["width"] == 2 and search["tree"][0]["parent"] is None
+    assert len(search["samples"]) == 2 and result.nodes[0].attempt.completion_tokens <= 96
+    assert {n["depth"] for n in search["tree"]} <= {0, 1, 2}

@@ -33,6 +33,9 @@ class ScriptedEngine:
     def score(self, prompt, continuation):
         return 0.0
 
+    def encode(self, prompt) -> list[int]:
+        return [0] * 10  # every prompt is 10 tokens, as generate() reports
+
     def info(self):
         return EngineInfo("scripted", parameters=1000, context_length=4096, kv_layout=None, fingerprint="test")
 

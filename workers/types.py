@@ -13,7 +13,7 @@ class Budget:
     """Limits for one question; None means no limit on that axis."""
 
     max_tokens: int | None = 2048  # generated tokens, all rounds and samples together
-    max_samples: int | None = 1
+    max_samples: int | None = None  # search strategies: samples (finished solutions) per question
     max_seconds: float | None = None
     max_flops: float | None = None
 
@@ -55,10 +55,12 @@ class Attempt:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens loaded from a prefix KV cache: not computed, no FLOPs
+    logprob: float = 0.0  # sum of the generated tokens' log-probabilities (0 when the engine gives none)
     flops: int = 0
     seconds: float = 0.0
     finish_reason: str = ""  # "answered" | "no_answer" | "budget" | "error"
     verdict: Verdict | None = None
+    search: dict | None = None  # search strategies: the samples, their rewards and votes, REBASE's tree
 
     @property
     def tokens(self) -> int:

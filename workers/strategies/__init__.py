@@ -9,9 +9,11 @@ from workers.strategies.base import RunContext, Strategy
 from workers.strategies.calc import Calc
 from workers.strategies.cot import CoT
 from workers.strategies.pal import PAL
+from workers.strategies.rebase import Rebase
+from workers.strategies.search import SEARCHES
 from workers.strategies.tora import ToRA
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc)}
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc, *SEARCHES, Rebase)}
 MODEL_FREE = frozenset({Calc.name})  # strategies that never touch the engine
 
 

@@ -60,14 +60,18 @@ class Rollouts:
     def active(self) -> list[int]:
         return [i for i, d in enumerate(self.done) if not d]
 
-    def _room(self, i: int) -> int:
-        """Tokens question i may still generate under its budget."""
+    def _room(self, i: int, prompt: Prompt) -> int:
+        """Tokens question i may still generate under its budget. A FLOPs budget also pays for
+        the prompt, counted with the engine's tokenizer when it exposes one (cached tokens
+        are not subtracted: the budget is never overrun)."""
         budget, attempt = self.ctx.budget, self.attempts[i]
         room = self.sampling.max_tokens_per_call
         if budget.max_tokens is not None:
             room = min(room, budget.max_tokens - attempt.completion_tokens)
         if budget.max_flops is not None and self.info.parameters:
-            room = min(room, int(budget.max_flops // (2 * self.info.parameters)) - attempt.tokens)
+            encode = getattr(self.ctx.engine, "encode", None)
+            prompt_tokens = len(encode(prompt)) if encode else 0
+            room = min(room, int(budget.max_flops // (2 * self.info.parameters)) - attempt.tokens - prompt_tokens)
         return room
 
     def _out_of_time(self) -> bool:
@@ -80,7 +84,7 @@ class Rollouts:
         """Decode one call for the given questions; those out of budget are finished instead.
         `continues`: the caller will send these conversations back extended (tool rounds), so
         the engine keeps their KV for the next call."""
-        rooms = {i: self._room(i) for i in indices}
+        rooms = {i: self._room(i, p) for i, p in zip(indices, prompts)}
         for i in indices:
             if rooms[i] < 1 or self._out_of_time():
                 self.finish(i, "budget")
@@ -102,6 +106,7 @@ class Rollouts:
             attempt.prompt_tokens += completion.prompt_tokens
             attempt.completion_tokens += completion.completion_tokens
             attempt.cached_tokens += completion.cached_tokens
+            attempt.logprob += sum(completion.logprobs)
             attempt.flops = self.info.flops(attempt.tokens - attempt.cached_tokens)
             out[i] = completion
         self.ctx.emit({"type": "generated", "round": round_, "questions": len(live), "tokens": sum(c.completion_tokens for c in out.values())})
