@@ -1,0 +1,164 @@
+"""Accuracy vs compute of the search strategies, after Wu et al. "Inference Scaling Laws".
+
+Problems: the `reasoning-gym` set of benchmarks/accuracy.py (fixed seed). Per problem:
+
+- greedy: one sample at temperature 0;
+- majority, best_of_n, weighted_majority: 16 samples are drawn once (temperature 0.7, all
+  problems' samples batched together) and each budget N in 1, 2, 4, 8, 16 uses the first N,
+  the usual subsampling — FLOPs are those N samples' own;
+- rebase: a separate search per budget N (width N), its FLOPs as spent.
+
+Rewards: `lm` (the model's mean token probability) by default. FLOPs = 2 · parameters ·
+computed tokens (prompt tokens loaded from the KV cache are not computed). Prints the
+accuracy/FLOPs table, writes a PNG of the curves, and ends with one JSON object including
+the FLOPs ratio at which REBASE reaches weighted voting's best accuracy.
+
+    python benchmarks/compute_optimal.py --per-task 13 --method cot --plot compute_optimal.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from accuracy import TASKS, load_problems
+from verifiers import math as math_verifier
+from workers.engines.transformers_engine import TransformersEngine
+from workers.strategies import make_strategy
+from workers.strategies.base import RunContext
+from workers.strategies.rewards import make_reward
+from workers.strategies.search import BestOfN, Majority, WeightedMajority, candidate
+from workers.types import Budget
+
+BUDGETS = (1, 2, 4, 8, 16)
+VOTERS = {"majority": Majority, "best_of_n": BestOfN, "weighted_majority": WeightedMajority}
+
+
+def correct(answer: str | None, reference: str) -> bool:
+    return answer is not None and math_verifier.verify(answer, reference).verified
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-task", type=int, default=13, help=f"problems per task ({len(TASKS)} tasks)")
+    parser.add_argument("--method", default="cot", choices=("cot", "pal", "tora"))
+    parser.add_argument("--reward", default="lm", choices=("lm", "tool", "reverse", "prm"))
+    parser.add_argument("--sample-tokens", type=int, default=160, help="generated tokens per sample at most")
+    parser.add_argument("--batch", type=int, default=4, help="problems per engine batch")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--plot", type=Path, default=Path("compute_optimal.png"))
+    args = parser.parse_args()
+
+    console = Console(stderr=True)
+    problems = load_problems(list(TASKS), args.per_task, args.seed)
+    questions = [p["entry"]["question"] for p in problems]
+    references = [str(p["entry"]["answer"]) for p in problems]
+    engine = TransformersEngine()
+    reward = make_reward(args.reward, engine)
+    top = max(BUDGETS)
+    chunks = [range(i, min(i + args.batch, len(questions))) for i in range(0, len(questions), args.batch)]
+    curves: dict[str, dict[int, tuple[float, float]]] = {}  # strategy -> N -> (accuracy, mean FLOPs)
+    began = time.monotonic()
+
+    def run(name: str, params: dict, per_sample: int, n: int, bar) -> list:
+        out = []
+        for chunk in chunks:
+            budget = Budget(max_tokens=per_sample * n, max_samples=n)
+            out += make_strategy(name, params).run([questions[i] for i in chunk], RunContext(engine, budget))
+            progress.advance(bar, len(chunk))
+        return out
+
+    with Progress(console=console) as progress:
+        greedy = run("greedy", {"method": args.method, "max_tokens_per_call": args.sample_tokens}, args.sample_tokens, 1, progress.add_task("greedy", total=len(questions)))
+        curves["greedy"] = {1: _point([a.answer for a in greedy], references, [a.flops for a in greedy])}
+
+        # The method itself, on every question repeated `top` times: the shared samples.
+        method = make_strategy(args.method, {"temperature": 0.7, "seed": args.seed, "max_tokens_per_call": args.sample_tokens})
+        bar = progress.add_task(f"{top} samples each", total=len(questions))
+        samples = []
+        for chunk in chunks:
+            rows = [questions[i] for i in chunk for _ in range(top)]
+            flat = method.run(rows, RunContext(engine, Budget(max_tokens=args.sample_tokens)))
+            samples += [flat[k * top : (k + 1) * top] for k in range(len(chunk))]
+            progress.advance(bar, len(chunk))
+        rewards = [reward.score([candidate(s) for s in group]) for group in samples]
+        for name, cls in VOTERS.items():
+            voter = cls(method=args.method)
+            curves[name] = {}
+            for n in BUDGETS:
+                picks = [voter.choose([s.answer for s in group[:n]], r[:n])[0] for group, r in zip(samples, rewards)]
+                answers = [group[i].answer if i is not None else None for group, i in zip(samples, picks)]
+                curves[name][n] = _point(answers, references, [sum(s.flops for s in group[:n]) for group in samples])
+
+        curves["rebase"] = {}
+        for n in BUDGETS:
+            params = {"method": args.method, "reward": args.reward, "seed": args.seed, "step_tokens": 48, "max_depth": 6}
+            tree = run("rebase", params, args.sample_tokens, n, progress.add_task(f"rebase N={n}", total=len(questions)))
+            curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
+
+    table = Table(title=f"{len(questions)} problems, method {args.method}, reward {args.reward}: accuracy (mean FLOPs/problem)")
+    table.add_column("strategy")
+    for n in BUDGETS:
+        table.add_column(f"N={n}", justify="right")
+    for name, points in curves.items():
+        table.add_row(name, *(f"{points[n][0]:.1%} ({points[n][1]:.2e})" if n in points else "" for n in BUDGETS))
+    console.print(table)
+    _plot(curves, args.plot, f"{len(questions)} reasoning-gym problems, {engine.info().model_id}, {args.method}")
+
+    best_acc, best_flops = max(curves["weighted_majority"].values(), key=lambda p: (p[0], -p[1]))
+    reaching = [flops for acc, flops in curves["rebase"].values() if acc >= best_acc]
+    ratio = round(best_flops / min(reaching), 3) if reaching and best_acc > 0 else None
+    print(
+        json.dumps(
+            {
+                "name": "compute_optimal",
+                "problems": len(questions),
+                "method": args.method,
+                "reward": args.reward,
+                "seed": args.seed,
+                "curves": {name: {str(n): {"accuracy": round(a, 4), "flops": round(f)} for n, (a, f) in points.items()} for name, points in curves.items()},
+                "weighted_best_accuracy": round(best_acc, 4),
+                "ratio": ratio,
+                "ratio_of": "weighted voting's FLOPs at its best accuracy / the least FLOPs at which REBASE reaches it (None: REBASE never does, or that accuracy is 0)",
+                "seconds": round(time.monotonic() - began, 1),
+                "plot": str(args.plot),
+            }
+        )
+    )
+
+
+def _point(answers: list[str | None], references: list[str], flops: list[int]) -> tuple[float, float]:
+    accuracy = sum(correct(a, r) for a, r in zip(answers, references)) / len(references)
+    return accuracy, sum(flops) / len(flops)
+
+
+def _plot(curves: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in curves.items():
+        xs = [points[n][1] for n in sorted(points)]
+        ys = [points[n][0] * 100 for n in sorted(points)]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per problem")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
