@@ -126,7 +126,8 @@ def parse_skeleton(text: str, problem: str, max_nodes: int = MAX_NODES) -> tuple
     single sink whose question carries the original problem.
 
     Repairs, in order: the first skeleton-shaped JSON object is taken out of surrounding text
-    (none: the whole problem runs as one node); non-object nodes and nodes with an empty
+    (an output cut short keeps its complete nodes; nothing usable: the whole problem runs as
+    one node); non-object nodes and nodes with an empty
     question are dropped; a missing id becomes `n<position>`; a repeated id is dropped when
     its question repeats the first node's too, and renamed `<id>_2`, `<id>_3`… otherwise
     (dependencies on the id mean the first node); a missing or unreadable difficulty becomes 3,
@@ -178,6 +179,25 @@ def _skeleton_object(text: str, notes: list[str]) -> dict[str, Any] | None:
         if isinstance(value, dict) and ("nodes" in value or "atomic" in value):
             if text[: match.start()].strip() or text[end:].strip():
                 notes.append("took the JSON object out of the text around it")
+            return value
+    return _cut_skeleton(text, notes)
+
+
+def _cut_skeleton(text: str, notes: list[str]) -> dict[str, Any] | None:
+    """A skeleton cut short (the token budget ran out mid-node): its complete nodes, closed
+    as written. Tries each '}' from the end as the last complete node."""
+    start = text.find("{")
+    if start < 0 or '"nodes"' not in text:
+        return None
+    for end in range(len(text) - 1, start, -1):
+        if text[end] != "}":
+            continue
+        try:
+            value = json.loads(text[start : end + 1] + "]}")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and isinstance(value.get("nodes"), list):
+            notes.append(f"the output was cut short: kept its {len(value['nodes'])} complete node(s)")
             return value
     return None
 

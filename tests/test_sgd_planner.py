@@ -108,9 +108,14 @@ def test_json_embedded_in_prose_is_extracted():
     assert "took the JSON object out of the text around it" in reason
 
 
-def test_truncated_output_is_not_mistaken_for_a_skeleton():
-    # Only the inner node object parses; it is not a skeleton, so the whole problem runs.
-    nodes, reason = parse_skeleton(VALID[:-30], PROBLEM)
+def test_output_cut_short_keeps_its_complete_nodes():
+    # The budget ran out inside the third node: the first two stand, the last answers the problem.
+    cut = VALID[: VALID.index('{"id": "total"') + 20]
+    nodes, reason = parse_skeleton(cut, PROBLEM)
+    assert [n.id for n in nodes] == ["ann", "bob"] and "cut short: kept its 2 complete node(s)" in reason
+    assert nodes[-1].question.endswith(PROBLEM)
+    # A lone node object is not a skeleton, however it was cut.
+    nodes, reason = parse_skeleton(VALID[VALID.index('{"id": "bob"') :], PROBLEM)
     assert [n.question for n in nodes] == [PROBLEM] and "no skeleton JSON object" in reason
 
 
