@@ -39,10 +39,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -e ".[dev]"
 	touch $@
 
-# The sandbox uses bubblewrap; redis-server backs the job store and KV cache tests.
+# The sandbox uses bubblewrap; redis-server backs the job store and KV cache tests;
+# dafny (Debian: 2.3 on mono) and coq (coqc) check synthesized programs.
 system-deps:
-	@command -v bwrap >/dev/null && command -v redis-server >/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap redis-server >/dev/null; }
+	@command -v bwrap >/dev/null && command -v redis-server >/dev/null && command -v dafny >/dev/null && command -v coqc >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap redis-server dafny coq >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

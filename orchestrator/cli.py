@@ -366,6 +366,39 @@ def engine_serve(
     uvicorn.run(create_app(engine, api_key=key), host=host, port=port, log_level="warning")
 
 
+def _source_text(path: Path) -> str:
+    if not path.is_file():
+        raise InvalidInput(f"{path} does not exist")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text") from None
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="The program or proof to check (.dfy, .v, .lean).")],
+    lang: Annotated[Optional[str], typer.Option("--lang", help="dafny | coq | lean (default: from FILE's extension)")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", help="Specification FILE must contain verbatim (signature or theorem statement).")] = None,
+    partial: Annotated[bool, typer.Option("--partial", help="FILE is unfinished: errors only at its end give 'incomplete'.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds the checker may run.")] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a program or proof with Dafny, Coq or Lean and print the verdict; exit 0 only when verified."""
+    from verifiers.programs import language_of, verify_program
+
+    source, spec_text = _source_text(file), _source_text(spec) if spec else None
+    verdict = verify_program(lang or language_of(file), source, spec_text, partial, timeout)
+    if as_json:
+        print(json.dumps(verdict.to_dict()))
+    else:
+        checker = f"{verdict.checker.name} {verdict.checker.version}".strip()
+        out.print(f"{verdict.status}  score {verdict.score:+g}  checker {checker}", highlight=False)
+        out.print(verdict.message, highlight=False, markup=False, soft_wrap=True)
+    if not verdict.verified:
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print plait's version."""

@@ -8,11 +8,19 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 def pytest_collection_modifyitems(config, items):
     """needs_* markers skip, with the reason, only when the tool is truly absent."""
-    missing = {"needs_redis": "redis-server", "needs_bwrap": "bwrap"}
+    installed_by_make_test = "is not installed (make test installs it)"
+    missing = {
+        "needs_redis": ("redis-server", installed_by_make_test),
+        "needs_bwrap": ("bwrap", installed_by_make_test),
+        "needs_dafny": ("dafny", installed_by_make_test),
+        "needs_coq": ("coqc", installed_by_make_test),
+        # No Lean toolchain installs offline; see README "Program verifiers" for elan.
+        "needs_lean": ("lean", "is not on PATH: install elan, then `elan default leanprover/lean4:stable` (needs internet)"),
+    }
     for item in items:
-        for marker, binary in missing.items():
+        for marker, (binary, why) in missing.items():
             if marker in item.keywords and shutil.which(binary) is None:
-                item.add_marker(pytest.mark.skip(reason=f"{binary} is not installed (make test installs it)"))
+                item.add_marker(pytest.mark.skip(reason=f"{binary} {why}"))
 
 
 @pytest.fixture(scope="session")

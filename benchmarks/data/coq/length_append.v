@@ -1,0 +1,5 @@
+Require Import List.
+Import ListNotations.
+
+(** The length of a concatenation is the sum of the lengths. *)
+Theorem length_append : forall a b : list nat, length (a ++ b) = length a + length b.

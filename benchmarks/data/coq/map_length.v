@@ -1,0 +1,5 @@
+Require Import List.
+Import ListNotations.
+
+(** Mapping a function over a list keeps its length. *)
+Theorem map_keeps_length : forall (f : nat -> nat) (l : list nat), length (map f l) = length l.

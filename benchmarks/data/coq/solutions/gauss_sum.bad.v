@@ -1,0 +1,14 @@
+Require Import Lia.
+
+(** 0 + 1 + ... + n, by recursion. *)
+Fixpoint sum_to (n : nat) : nat :=
+  match n with
+  | O => O
+  | S k => S k + sum_to k
+  end.
+
+(** Gauss's closed form, without division. *)
+Theorem sum_to_closed : forall n : nat, 2 * sum_to n = n * (n + 1).
+Proof.
+  intros n. simpl. lia.
+Qed.

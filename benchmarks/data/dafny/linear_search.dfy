@@ -1,0 +1,4 @@
+// The index of key in a, or a negative number when key is absent.
+method Find(a: array<int>, key: int) returns (index: int)
+  ensures 0 <= index ==> index < a.Length && a[index] == key
+  ensures index < 0 ==> forall k :: 0 <= k < a.Length ==> a[k] != key

@@ -1,0 +1,22 @@
+// The sum of a sequence, peeling off its last element.
+function SumSeq(s: seq<int>): int
+{
+  if |s| == 0 then 0 else SumSeq(s[..|s| - 1]) + s[|s| - 1]
+}
+
+// The sum of an array's elements, computed with a loop.
+method ArraySum(a: array<int>) returns (s: int)
+  ensures s == SumSeq(a[..])
+{
+  s := 0;
+  var i := 0;
+  while i < a.Length
+    invariant 0 <= i <= a.Length
+    invariant s == SumSeq(a[..i])
+  {
+    assert a[..i + 1][..i] == a[..i];
+    s := s + a[i];
+    i := i + 1;
+  }
+  assert a[..a.Length] == a[..];
+}

@@ -1,0 +1,7 @@
+/-- List reversal, written out. -/
+def reverse : List Nat → List Nat
+  | [] => []
+  | x :: t => reverse t ++ [x]
+
+/-- Reversing twice gives back the list. -/
+theorem reverse_involutive (l : List Nat) : reverse (reverse l) = l :=

@@ -1,0 +1,2 @@
+/-- Appending the empty list on the right changes nothing. -/
+theorem append_nil' (l : List Nat) : l ++ [] = l := by rfl
