@@ -23,21 +23,19 @@ open, or an unfinished tail → ``incomplete``; everything closed and free of ax
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
-from functools import lru_cache
 
 from verifiers.programs import (
     DEFAULT_TIMEOUT,
     Syntax,
     cached,
     clip,
+    locate,
     mask,
     missing,
     run_tool,
     screen,
     spec_position,
-    tool_version,
 )
 from verifiers.types import Checker, Verdict
 
@@ -58,13 +56,7 @@ CLOSED = "Closed under the global context"
 
 def toolchain() -> tuple[str, str] | None:
     """(coqc path, version) or None."""
-    coqc = shutil.which("coqc")
-    return None if coqc is None else (coqc, _version(coqc))
-
-
-@lru_cache(maxsize=8)
-def _version(coqc: str) -> str:
-    return tool_version([coqc, "--version"])
+    return locate("coqc", "--version")
 
 
 def check(source: str, *, spec: str | None = None, partial: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Verdict:

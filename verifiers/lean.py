@@ -19,8 +19,6 @@ an open tactic block at its ``by``). Only such errors → ``incomplete``; any ot
 from __future__ import annotations
 
 import re
-import shutil
-from functools import lru_cache
 
 from verifiers.programs import (
     DEFAULT_TIMEOUT,
@@ -28,12 +26,12 @@ from verifiers.programs import (
     cached,
     clip,
     last_line,
+    locate,
     mask,
     missing,
     run_tool,
     screen,
     spec_position,
-    tool_version,
 )
 from verifiers.types import Checker, Verdict
 
@@ -59,13 +57,7 @@ AXIOMS = re.compile(r"depends on axioms: \[([^\]]*)\]|does not depend on any axi
 
 def toolchain() -> tuple[str, str] | None:
     """(lean path, version) or None."""
-    lean = shutil.which("lean")
-    return None if lean is None else (lean, _version(lean))
-
-
-@lru_cache(maxsize=8)
-def _version(lean: str) -> str:
-    return tool_version([lean, "--version"])
+    return locate("lean", "--version")
 
 
 def check(source: str, *, spec: str | None = None, partial: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Verdict:

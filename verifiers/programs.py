@@ -30,6 +30,7 @@ import hashlib
 import importlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -37,6 +38,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -135,6 +137,18 @@ def run_tool(argv: list[str], filename: str, text: str, timeout: float, env: dic
             os.killpg(proc.pid, signal.SIGKILL)
             output, _ = proc.communicate()
             return Run(proc.returncode, output, True)
+
+
+def locate(binary: str, *version_args: str) -> tuple[str, str] | None:
+    """(path, version) of a checker on PATH, or None. PATH is read on every call (it may
+    change); the version is asked once per binary."""
+    path = shutil.which(binary)
+    return None if path is None else (path, _cached_version(path, version_args))
+
+
+@lru_cache(maxsize=16)
+def _cached_version(path: str, version_args: tuple[str, ...]) -> str:
+    return tool_version([path, *version_args])
 
 
 def tool_version(argv: list[str]) -> str:
