@@ -103,7 +103,7 @@ def test_prefix_cache_returns_the_longest_cached_prefix():
     n, keys, _ = cache.lookup(other, len(other) - 1)
     assert n == 4 and torch.equal(keys, k[:, :, :4])
     # Publishing what is known stores nothing new.
-    cache.publish(prompt[:12], k, v, known_tokens=12)
+    cache.publish(prompt[:12], k[:, :, 12:], v[:, :, 12:], known_tokens=12)
     cache.publish(prompt[:12], k, v)
     assert cache.stats.stored_chunks == 3
     assert (cache.stats.lookups, cache.stats.hits, cache.stats.misses, cache.stats.hit_tokens) == (4, 3, 1, 24)

@@ -226,10 +226,12 @@ class TransformersEngine:
         c = self.prefix_cache.chunk_tokens if self.prefix_cache else 0
         if not c or len(ids) // c * c <= known:
             return
-        where = mask[b].nonzero().squeeze(-1)[: len(ids) // c * c]
+        full = len(ids) // c * c
+        # Only the KV past the known chunks is copied out of the batch.
+        where = mask[b].nonzero().squeeze(-1)[self.prefix_cache.skipped_tokens(known) : full]
         keys = torch.stack([layer.keys[b][:, where] for layer in cache.layers])
         values = torch.stack([layer.values[b][:, where] for layer in cache.layers])
-        self.prefix_cache.publish(ids[: len(where)], keys, values, known_tokens=known)
+        self.prefix_cache.publish(ids[:full], keys, values, known_tokens=known)
 
     def _completion(self, prompt_ids, ids, logprobs, finish, stop, cached: int) -> Completion:
         visible = [t for t in ids if t not in self._eos]

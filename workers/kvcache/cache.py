@@ -93,19 +93,25 @@ class PrefixCache:
 
     def publish(self, token_ids: list[int], keys: torch.Tensor, values: torch.Tensor, known_tokens: int = 0) -> None:
         """Store the full chunks of `token_ids` past the first `known_tokens` (already cached)
-        that the store does not hold yet.
-        keys/values: [layers, kv_heads, len(token_ids), head_dim]."""
+        that the store does not hold yet. keys/values: [layers, kv_heads, tokens, head_dim] for
+        `token_ids[skip:]`, skip = the known tokens' whole chunks (`skipped_tokens`), so a
+        caller copies out only the KV that may be new."""
         began = time.perf_counter()
         c = self.chunk_tokens
+        skip = self.skipped_tokens(known_tokens)
         for i, key in enumerate(chunk_keys(self.space, token_ids, c)):
             if (i + 1) * c <= known_tokens or self.store.has(key):
                 continue
-            chunk = slice(i * c, (i + 1) * c)
-            data = encode(key, self.space, token_ids[chunk], keys[:, :, chunk].clone(), values[:, :, chunk].clone())
+            at = slice(i * c - skip, (i + 1) * c - skip)
+            data = encode(key, self.space, token_ids[i * c : (i + 1) * c], keys[:, :, at], values[:, :, at])
             self.store.put(key, data)
             self.stats.stored_chunks += 1
             self.stats.stored_bytes += len(data)
         self.stats.store_ms += (time.perf_counter() - began) * 1000
+
+    def skipped_tokens(self, known_tokens: int) -> int:
+        """Where `publish` expects its keys/values to start."""
+        return known_tokens // self.chunk_tokens * self.chunk_tokens
 
     def report(self) -> dict:
         """Counters for people: this cache's and its backend's."""
