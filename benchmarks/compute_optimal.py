@@ -13,7 +13,7 @@ computed tokens (prompt tokens loaded from the KV cache are not computed). Print
 accuracy/FLOPs table, writes a PNG of the curves, and ends with one JSON object including
 the FLOPs ratio at which REBASE reaches weighted voting's best accuracy.
 
-    python benchmarks/compute_optimal.py --per-task 13 --method cot --plot compute_optimal.png
+    python benchmarks/compute_optimal.py --per-task 13 --method pal --plot compute_optimal.png
 """
 
 from __future__ import annotations
@@ -47,10 +47,13 @@ def correct(answer: str | None, reference: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-task", type=int, default=13, help=f"problems per task ({len(TASKS)} tasks)")
-    parser.add_argument("--method", default="cot", choices=("cot", "pal", "tora"))
+    parser.add_argument("--method", default="pal", choices=("cot", "pal", "tora"))
     parser.add_argument("--reward", default="lm", choices=("lm", "tool", "reverse", "prm"))
-    parser.add_argument("--sample-tokens", type=int, default=160, help="generated tokens per sample at most")
+    parser.add_argument("--sample-tokens", type=int, default=64, help="generated tokens per sample at most")
     parser.add_argument("--batch", type=int, default=4, help="problems per engine batch")
+    parser.add_argument("--max-batch", type=int, default=64, help="rows the engine decodes in one forward pass")
+    parser.add_argument("--step-tokens", type=int, default=32, help="REBASE: tokens per step at most")
+    parser.add_argument("--max-depth", type=int, default=6, help="REBASE: steps per path at most")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--plot", type=Path, default=Path("compute_optimal.png"))
     args = parser.parse_args()
@@ -59,7 +62,7 @@ def main() -> None:
     problems = load_problems(list(TASKS), args.per_task, args.seed)
     questions = [p["entry"]["question"] for p in problems]
     references = [str(p["entry"]["answer"]) for p in problems]
-    engine = TransformersEngine()
+    engine = TransformersEngine(max_batch=args.max_batch)
     reward = make_reward(args.reward, engine)
     top = max(BUDGETS)
     chunks = [range(i, min(i + args.batch, len(questions))) for i in range(0, len(questions), args.batch)]
@@ -98,7 +101,7 @@ def main() -> None:
 
         curves["rebase"] = {}
         for n in BUDGETS:
-            params = {"method": args.method, "reward": args.reward, "seed": args.seed, "step_tokens": 48, "max_depth": 6}
+            params = {"method": args.method, "reward": args.reward, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
             tree = run("rebase", params, args.sample_tokens, n, progress.add_task(f"rebase N={n}", total=len(questions)))
             curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
 

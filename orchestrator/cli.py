@@ -400,6 +400,59 @@ def verify(
 
 
 @app.command()
+def synth(
+    spec_file: Annotated[Path, typer.Argument(help="The specification: a Dafny signature with its contract, or a Coq/Lean theorem statement.")],
+    lang: Annotated[Optional[str], typer.Option("--lang", help="dafny | coq | lean (default: from the file's extension)")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="vmcts (tree search) | resample (whole programs)")] = "vmcts",
+    param: ParamOpt = [],
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Budget: generated tokens.")] = 4096,
+    max_seconds: MaxSecondsOpt = None,
+    budget_samples: Annotated[Optional[int], typer.Option("--budget-samples", help="Budget: expansions (vmcts) or programs (resample); default 64.")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write the verified program [default: NAME.verified.EXT here].")] = None,
+    timeout: TimeoutOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Synthesize a program or proof that the real checker accepts; print it and write it to a file."""
+    from orchestrator.spec import JobSpec
+    from verifiers.programs import language_of
+
+    language = lang or language_of(spec_file)
+    data = {"kind": "program", "language": language, "problem": _source_text(spec_file)}
+    data["strategy"] = {"name": strategy, "params": _strategy_params(param)}
+    data["budget"] = {k: v for k, v in {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples}.items() if v}
+    if timeout is not None:
+        data["timeout"] = timeout
+    spec = JobSpec.parse(data)
+    client = _client(config, address)
+    job_id = client.submit(spec)
+    from orchestrator.progress import ProgressView
+
+    with ProgressView(err) as view:
+        for event in client.watch(job_id):
+            view(event)
+    result = client.result(job_id)
+    path = None
+    if result.verified:
+        path = out_file or Path(f"{spec_file.name.removesuffix(spec_file.suffix)}.verified{spec_file.suffix}")
+        path.write_text(result.answer if result.answer.endswith("\n") else result.answer + "\n")
+    certificate = f"{result.verdict.checker.name} {result.verdict.checker.version}".strip() if result.verified else None
+    if as_json:
+        summary = {"job": job_id, "verified": result.verified, "program": result.answer, "certificate": certificate}
+        summary.update(file=str(path) if path else None, tokens=result.tokens, seconds=result.seconds, error=result.error)
+        print(json.dumps(summary))
+    else:
+        from orchestrator.progress import render_result
+
+        render_result(result, out)
+        if path:
+            out.print(f"verified by {certificate}; written to {path}", style="green", highlight=False)
+    if not result.verified:
+        raise typer.Exit(1)
+
+
+@app.command()
 def version() -> None:
     """Print plait's version."""
     out.print(f"plait {__version__}")

@@ -32,6 +32,7 @@ class ProgressView:
         self.stage = "queued"
         self.nodes: dict[str, dict] = {}
         self.last = ""
+        self.checks: dict[str, int] = {}  # program synthesis: verdicts so far by status
         self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
 
     def __enter__(self) -> "ProgressView":
@@ -57,6 +58,9 @@ class ProgressView:
             self.last = f"round {event['round']}: ran code ({event['status']}, {event['seconds']} s)"
         elif kind == "generated":
             self.last = f"round {event['round']}: generated {event['tokens']} tokens"
+        elif kind == "check":
+            self.checks[event["status"]] = self.checks.get(event["status"], 0) + 1
+            self.last = f"{event['checker']} checks: " + ", ".join(f"{n} {status}" for status, n in self.checks.items())
         elif kind == "node_retry":
             self.last = f"worker lost, retrying ({event['reason']})"
         if self.console.is_terminal:
@@ -78,7 +82,10 @@ def render_result(result: Result, console: Console) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("answer", Text(str(result.answer)))
+    if result.answer and "\n" in result.answer:  # a program or proof
+        grid.add_row("program", Text(result.answer))
+    else:
+        grid.add_row("answer", Text(str(result.answer)))
     if result.verdict:
         v = result.verdict
         grid.add_row("verdict", Text(f"{v.status} ({v.score:+.2f}) — {v.message}"))
@@ -86,10 +93,13 @@ def render_result(result: Result, console: Console) -> None:
         grid.add_row("error", Text(result.error, style="red"))
     for node in result.nodes:
         search = node.attempt.search if node.attempt else None
-        if search:
+        suffix = "" if len(result.nodes) == 1 else f" {node.id}"
+        if search and "votes" in search:
             votes = ", ".join(f"{answer}: {weight:g}" for answer, weight in list(search["votes"].items())[:6])
-            label = "votes" if len(result.nodes) == 1 else f"votes {node.id}"
-            grid.add_row(label, Text(f"{votes or 'no answers'}  ({len(search['samples'])} samples, {search['strategy']} over {search['method']})"))
+            grid.add_row("votes" + suffix, Text(f"{votes or 'no answers'}  ({len(search['samples'])} samples, {search['strategy']} over {search['method']})"))
+        elif search:  # program synthesis
+            tried = f"{search['expansions']} expansions" if "expansions" in search else f"{len(search['samples'])} programs"
+            grid.add_row("search" + suffix, Text(f"{search['strategy']}: {tried}, {search['checks']} checker calls"))
     tool_calls = sum(len(n.attempt.tool_calls) for n in result.nodes if n.attempt)
     cached = sum(n.attempt.cached_tokens for n in result.nodes if n.attempt)
     grid.add_row("tokens", f"{result.tokens}  ({cached} from the KV cache; {result.flops:.3g} FLOPs, {tool_calls} tool calls)")

@@ -25,7 +25,7 @@ from workers.actor import Batch, BatchResult
 from workers.kvcache import add_stats
 from workers.types import Budget
 
-SUPPORTED_KINDS = ("math",)
+SUPPORTED_KINDS = ("math", "program")
 
 
 class _Stopped(Exception):
@@ -175,7 +175,10 @@ class _JobRun:
     def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph, retries: int) -> _Dispatch:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
         questions = [_with_dependencies(node, graph, asked) for node in nodes]
-        batch = Batch(questions, self.spec.strategy.name, self.spec.strategy.params, self.budget(), self.config.sandbox.limits())
+        params = dict(self.spec.strategy.params)
+        if self.spec.kind == "program":
+            params["language"] = self.spec.language
+        batch = Batch(questions, self.spec.strategy.name, params, self.budget(), self.config.sandbox.limits())
         for node in nodes:
             node.status = "running"
             self.emit("node_started", node=node.id, tier=tier, retry=retries)
@@ -214,9 +217,15 @@ class _JobRun:
         for node, question, attempt in zip(d.nodes, d.batch.questions, item.attempts):
             node.answer = attempt.answer
             node.status = "done" if attempt.answer is not None else "failed"
-            error = None if attempt.answer is not None else f"no answer ({attempt.finish_reason}): {attempt.text[-200:]}"
+            error = None if attempt.answer is not None else f"no answer ({attempt.finish_reason}): {self.why_no_answer(attempt)}"
             self.record(node, NodeResult(node.id, question, d.tier, node.status, node.answer, attempt, item.worker, d.retries, error, seconds))
         return None
+
+    def why_no_answer(self, attempt) -> str:
+        # A synthesis verdict says what was spent and what the checker said (or what to install).
+        if self.spec.kind == "program" and attempt.verdict is not None:
+            return attempt.verdict.message
+        return attempt.text[-200:]
 
     def await_restart(self, tier: str, patience: float = 120.0) -> None:
         """Wait until a restarted tier actor answers again, so the retry is not spent on a

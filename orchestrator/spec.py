@@ -16,7 +16,9 @@ class _Strict(BaseModel):
 
 
 class StrategySpec(_Strict):
-    name: Literal["tora", "cot", "pal", "calc", "greedy", "majority", "best_of_n", "weighted_majority", "rebase"] = "tora"
+    name: Literal[
+        "tora", "cot", "pal", "calc", "greedy", "majority", "best_of_n", "weighted_majority", "rebase", "vmcts", "resample"
+    ] = "tora"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -40,7 +42,7 @@ class NodeSpec(_Strict):
 class JobSpec(_Strict):
     kind: Literal["math", "program", "qa"] = "math"
     problem: str = Field(max_length=MAX_PROBLEM_CHARS)
-    language: Literal["dafny", "coq", "lean", "python"] | None = None
+    language: Literal["dafny", "coq", "lean"] | None = None
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     planner: Literal["none", "sgd"] = "none"
@@ -67,15 +69,35 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _language_matches_kind(self) -> "JobSpec":
-        if self.kind == "program" and self.language is None:
-            raise ValueError("language: a program job needs language dafny, coq, lean or python")
-        if self.kind != "program" and self.language is not None:
+        from workers.strategies import PROGRAM_STRATEGIES
+
+        if self.kind == "program":
+            self._check_program_job(PROGRAM_STRATEGIES)
+        elif self.language is not None:
             raise ValueError(f"language: only program jobs take a language, this one is {self.kind!r}")
+        elif self.strategy.name in PROGRAM_STRATEGIES:
+            raise ValueError(f"strategy {self.strategy.name!r} synthesizes programs: submit kind 'program' with a language")
         if self.graph is not None:
             from planners import Node, SkeletonGraph  # cycles and dangling dependencies, named
 
             SkeletonGraph([Node(n.id, n.question, list(n.depends_on), n.difficulty) for n in self.graph])
         return self
+
+    def _check_program_job(self, program_strategies: frozenset[str]) -> None:
+        """A program job is one spec for one synthesis search: VMCTS unless another is named."""
+        if self.language is None:
+            raise ValueError("language: a program job needs language dafny, coq or lean")
+        if "strategy" not in self.model_fields_set:
+            self.strategy = StrategySpec(name="vmcts")
+        elif self.strategy.name not in program_strategies:
+            raise ValueError(f"strategy: a program job runs {' or '.join(sorted(program_strategies))}, not {self.strategy.name!r}")
+        if self.strategy.params.get("language", self.language) != self.language:
+            raise ValueError(f"strategy.params.language {self.strategy.params['language']!r} contradicts language {self.language!r}")
+        for name, why in (("reference", "the checker is the reference"), ("graph", "a spec is one node")):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}: program jobs take none ({why})")
+        if self.planner != "none":
+            raise ValueError("planner: program jobs are not planned (a spec is one node); use planner 'none'")
 
     @classmethod
     def parse(cls, data: Any) -> "JobSpec":

@@ -100,3 +100,41 @@ def test_jobs_share_the_few_shot_prompt_through_the_workers_kv_cache(client):
     (before,) = first.nodes
     per_token = [a.flops / (a.tokens - a.cached_tokens) for a in (before.attempt, node.attempt)]
     assert per_token[0] == pytest.approx(per_token[1]) and per_token[0] > 2e8
+
+
+@pytest.mark.needs_coq
+def test_a_program_job_searches_with_the_real_model_and_the_real_checker(client):
+    from pathlib import Path
+
+    from verifiers.programs import verify_program
+
+    spec = (Path(__file__).parents[1] / "benchmarks/data/coq/add_zero.v").read_text()
+    events = []
+    job = {
+        "kind": "program",
+        "language": "coq",
+        "problem": spec,
+        "strategy": {"name": "vmcts", "params": {"seed": 0, "program_tokens": 48, "parallel": 2}},
+        "budget": {"max_samples": 4, "max_tokens": 400},
+    }
+    result = client.solve(job, on_event=events.append)
+    attempt = result.nodes[0].attempt
+    search = attempt.search
+    assert attempt.strategy == "vmcts" and attempt.completion_tokens <= 400
+    assert "check" in [e["type"] for e in events]
+    tree = search["tree"]
+    assert tree[0]["visits"] == 1 + search["expansions"] and search["expansions"] <= 4
+    # What the tree calls refuted, Coq refutes: rebuild each such node's program from its path.
+    steps = {n["id"]: n for n in tree}
+
+    def body(node):
+        return "Proof.\n" if node["parent"] is None else body(steps[node["parent"]]) + node["step"]
+
+    for node in tree:
+        if node["status"] == "refuted" and not node["complete"]:
+            assert verify_program("coq", spec.rstrip() + "\n" + body(node), spec, partial=True).status == "refuted"
+    if result.verified:  # the answer stands on its own before the real checker
+        assert result.status == "succeeded" and verify_program("coq", result.answer, spec).verified
+        assert result.verdict.checker.name == "coq" and result.verdict.checker.version
+    else:
+        assert result.status == "failed" and "no program verified within the budget" in result.error

@@ -11,6 +11,13 @@ def test_defaults_fill_a_minimal_job():
     assert spec.budget.max_tokens == 2048
 
 
+def test_a_program_job_runs_vmcts_unless_told_otherwise():
+    spec = JobSpec.parse({"problem": "Theorem t : 1 = 1.", "kind": "program", "language": "coq"})
+    assert spec.strategy.name == "vmcts"
+    spec = JobSpec.parse({"problem": "Theorem t : 1 = 1.", "kind": "program", "language": "coq", "strategy": {"name": "resample"}})
+    assert spec.strategy.name == "resample" and JobSpec.parse(spec.model_dump_json()) == spec
+
+
 def test_json_round_trip():
     spec = JobSpec.parse({"problem": "x", "strategy": {"name": "pal", "params": {"seed": 3}}, "reference": "4"})
     assert JobSpec.parse(spec.model_dump_json()) == spec
@@ -31,6 +38,16 @@ def test_json_round_trip():
         ({"problem": "x", "kind": "poem"}, "kind", "math"),
         ({"problem": "x", "kind": "program"}, "language", "needs language"),
         ({"problem": "x", "language": "coq"}, "language", "only program jobs"),
+        ({"problem": "x", "kind": "program", "language": "python"}, "language", "dafny"),
+        ({"problem": "x", "kind": "program", "language": "coq", "strategy": {"name": "tora"}}, "job", "resample or vmcts"),
+        ({"problem": "x", "strategy": {"name": "vmcts"}}, "job", "kind 'program'"),
+        ({"problem": "x", "kind": "program", "language": "coq", "reference": "y"}, "job", "the checker is the reference"),
+        ({"problem": "x", "kind": "program", "language": "coq", "planner": "sgd"}, "job", "not planned"),
+        (
+            {"problem": "x", "kind": "program", "language": "coq", "strategy": {"name": "vmcts", "params": {"language": "dafny"}}},
+            "job",
+            "contradicts",
+        ),
         ({"problem": "x", "tiers": {9: "small"}}, "tiers", "1-5"),
         ({"problem": "x" * 20_001}, "problem", "at most 20000"),
     ],

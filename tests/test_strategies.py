@@ -22,13 +22,16 @@ class ScriptedEngine:
         self.calls.append((prompts, params))
         out = []
         for prompt in prompts:
-            raw = self.scripts[self._question(prompt)].pop(0)
+            raw = self._next_text(prompt)
             words = raw.split(" ")
             text, matched = cut_at_stop(" ".join(words[: params.max_tokens]), params.stop)
             tokens = min(len(words), params.max_tokens)
             finish = "stop" if matched or tokens == len(words) else "length"
             out.append([Completion(text, finish_reason=finish, stop_reason=matched, prompt_tokens=10, completion_tokens=tokens)])
         return out
+
+    def _next_text(self, prompt) -> str:
+        return self.scripts[self._question(prompt)].pop(0)
 
     def score(self, prompt, continuation):
         return 0.0

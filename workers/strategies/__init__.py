@@ -11,9 +11,12 @@ from workers.strategies.cot import CoT
 from workers.strategies.pal import PAL
 from workers.strategies.rebase import Rebase
 from workers.strategies.search import SEARCHES
+from workers.strategies.synthesis import Resample
 from workers.strategies.tora import ToRA
+from workers.strategies.vmcts import VMCTS
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc, *SEARCHES, Rebase)}
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc, *SEARCHES, Rebase, VMCTS, Resample)}
+PROGRAM_STRATEGIES = frozenset({VMCTS.name, Resample.name})  # their questions are specs to synthesize
 MODEL_FREE = frozenset({Calc.name})  # strategies that never touch the engine
 
 
@@ -32,4 +35,4 @@ def make_strategy(name: str, params: dict | None = None) -> Strategy:
         raise InvalidInput(f"strategy {name!r}: {exc}") from exc
 
 
-__all__ = ["MODEL_FREE", "STRATEGIES", "RunContext", "Strategy", "make_strategy"]
+__all__ = ["MODEL_FREE", "PROGRAM_STRATEGIES", "STRATEGIES", "RunContext", "Strategy", "make_strategy"]

@@ -1,0 +1,114 @@
+"""VMCTS and the resampling baseline, with the real Coq checker and a test double for the model.
+
+The double (`ProofScript`) answers by the partial program in the prompt: each body it is
+asked to continue has a list of continuations it cycles through, so the search's choices —
+not call order — decide what it sees. The end-to-end run with the real model is in
+tests/test_e2e.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plait.errors import InvalidInput
+from workers.strategies import RunContext, make_strategy
+from workers.types import Budget
+
+from test_strategies import ScriptedEngine
+
+pytestmark = pytest.mark.needs_coq
+
+SPEC = (Path(__file__).parents[1] / "benchmarks/data/coq/add_zero.v").read_text()
+OPEN = "Proof.\n"
+INDUCTION = "  induction n as [| k IH].\n  - reflexivity.\n  - simpl. rewrite IH. reflexivity.\nQed.\n```"
+
+
+class ProofScript(ScriptedEngine):
+    """Test double: continuations chosen by the body being continued, cycled in order."""
+
+    def __init__(self, by_body: dict[str, list[str]]):
+        super().__init__(by_body)
+        self.asked: list[str] = []
+
+    def _next_text(self, prompt) -> str:
+        body = prompt[-1].content.split(SPEC.rstrip() + "\n", 1)[1]
+        self.asked.append(body)
+        texts = self.scripts.setdefault(body, ["  admit.\n```"])
+        texts.append(texts.pop(0))
+        return texts[-1]
+
+
+def synthesize(strategy, by_body, params=None, budget=None):
+    engine = ProofScript(by_body)
+    ctx = RunContext(engine, budget or Budget(max_tokens=4000))
+    (attempt,) = make_strategy(strategy, {"language": "coq", "parallel": 1, **(params or {})}).run([SPEC], ctx)
+    return attempt, engine
+
+
+def test_vmcts_returns_the_program_coq_accepts_and_records_the_dead_branch():
+    wrong = "  reflexivity.\nQed.\n```"  # n + 0 does not reduce: this tactic fails
+    attempt, _ = synthesize("vmcts", {OPEN: [wrong, "  intros n.\n" + INDUCTION]}, {"parallel": 2})
+    assert attempt.verdict.verified and attempt.verdict.checker.name == "coq"
+    assert attempt.answer == SPEC.rstrip() + "\n" + OPEN + "  intros n.\n" + INDUCTION.removesuffix("```")
+    assert attempt.finish_reason == "answered" and attempt.answer_source == "verifier"
+    tree = {n["step"]: n for n in attempt.search["tree"]}
+    assert tree["  reflexivity.\n"]["status"] == "refuted"  # the first line itself fails: a dead end
+    assert attempt.search["solution_node"] == tree["  intros n.\n"]["id"]
+
+
+def test_vmcts_keeps_a_good_step_whose_rollout_failed_and_extends_it():
+    # From the root the model always writes `intros n.` and then a wrong finish; continued
+    # from `intros n.` it writes the induction. Only a search that keeps the good first line
+    # (its rollout was refuted, the line itself was not) and expands it finds the proof.
+    after_intros = OPEN + "  intros n.\n"
+    attempt, engine = synthesize("vmcts", {OPEN: ["  intros n.\n  reflexivity.\nQed.\n```"], after_intros: [INDUCTION]})
+    assert attempt.verdict.verified
+    tree = attempt.search["tree"]
+    intros = next(n for n in tree if n["step"] == "  intros n.\n")
+    assert intros["rollouts"].get("refuted", 0) >= 1 and intros["status"] != "refuted"
+    solution = tree[attempt.search["solution_node"]]
+    assert solution["parent"] == intros["id"]
+    assert after_intros in engine.asked
+
+
+def test_vmcts_stops_exactly_at_its_expansion_and_token_budgets():
+    always_wrong = {OPEN: ["  reflexivity.\nQed.\n```", "  simpl.\n  reflexivity.\nQed.\n```"]}
+    attempt, _ = synthesize("vmcts", always_wrong, {"samples": 5, "parallel": 2})
+    assert attempt.search["expansions"] == 5 and attempt.answer is None
+    assert attempt.verdict.status == "unknown" and "no program verified" in attempt.verdict.message
+    attempt, _ = synthesize("vmcts", always_wrong, {"samples": 1000}, Budget(max_tokens=23))
+    assert attempt.completion_tokens <= 23 and attempt.finish_reason == "budget"
+
+
+def test_cheating_is_never_accepted():
+    attempt, _ = synthesize("vmcts", {OPEN: ["  intros n.\nAdmitted.\n```"]}, {"samples": 3})
+    assert attempt.answer is None and not attempt.verdict.verified
+    assert all(n["status"] != "verified" for n in attempt.search["tree"])
+
+
+def test_resample_checks_whole_programs_until_one_verifies():
+    attempt, engine = synthesize("resample", {OPEN: ["  reflexivity.\nQed.\n```", "  simpl.\nQed.\n```", "  intros n.\n" + INDUCTION]})
+    assert attempt.verdict.verified and [s["status"] for s in attempt.search["samples"]] == ["refuted", "refuted", "verified"]
+    assert engine.asked == [OPEN] * 3  # never continues a partial program
+
+
+def test_a_missing_checker_ends_the_search_with_install_guidance(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    attempt, engine = synthesize("vmcts", {OPEN: ["  intros n.\n" + INDUCTION]}, {"samples": 50})
+    assert attempt.verdict.status == "error" and "apt-get install" in attempt.verdict.message
+    assert attempt.finish_reason == "error" and len(engine.asked) == 1
+
+
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"language": "rust"}, "language must be one of"),
+        ({"widen_alpha": 2}, "widen_alpha"),
+        ({"parallel": 0}, "parallel"),
+    ],
+)
+def test_bad_parameters_are_named(params, fragment):
+    with pytest.raises(InvalidInput, match=fragment):
+        make_strategy("vmcts", params)

@@ -1,0 +1,221 @@
+"""VMCTS: verifier-guided Monte Carlo tree search over partial programs (Brandfonbrener et
+al., "Verified multi-step synthesis using large language models and Monte Carlo Tree
+Search", 2024).
+
+A node is a partial program: the spec and the first lines of its body. One iteration
+
+1. **selects** up to `parallel` leaves per spec by UCT, Q + c·sqrt(ln N_parent / N_child),
+   with a virtual loss on paths already chosen in this iteration so the picks spread out;
+   a node is expanded again while it has been expanded fewer than ceil(widen_k · N^widen_alpha)
+   times (progressive widening; a repeated step counts, so a model that keeps writing the
+   same line moves the search down rather than resampling the same node forever), and
+   whenever all its children are dead ends;
+2. **expands** every picked leaf by sampling from the engine — all leaves of all specs in
+   one batched call. With `rollout` on, the sample runs to the program's end: its first line
+   becomes the new child (the step) and the whole sample is the rollout; with it off, the
+   sample is that one line;
+3. **evaluates** with the checker: a verified rollout or child ends the search; the reward
+   is the rollout's verdict score (+1 verified, 0 incomplete, -1 refuted), or the child's
+   when there is no rollout. A child whose partial program is refuted, or that the model
+   ended without it verifying, is a dead end (-1, never selected again). The child itself is
+   checked only when needed: a prefix of an unrefuted rollout is taken as unrefuted;
+4. **backs up** the reward along the path.
+
+The search stops at the first verified program or when the spec's budget is spent:
+expansions (`samples`, or the budget's max_samples), generated tokens, seconds. The tree —
+every node's step, visits, mean value and verdict — is recorded in the attempt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from workers.strategies.base import RunContext
+from workers.strategies.synthesis import FENCE_END, SynthesisConfig, Task, attempt_of, check_all, ended, sample, tasks_for
+from workers.types import Attempt
+
+
+@dataclass
+class _Node:
+    id: int
+    parent: _Node | None
+    body: str
+    step: str = ""
+    visits: int = 0
+    value: float = 0.0  # sum of backed-up rewards
+    pending: int = 0  # picks in flight through this node (virtual loss)
+    tries: int = 0  # expansions made here, in flight included (repeated steps too: widening counts samples)
+    children: list[_Node] = field(default_factory=list)
+    status: str = "incomplete"  # the checker's verdict on this partial program
+    complete: bool = False  # the model ended the program here
+    rollouts: dict[str, int] = field(default_factory=dict)  # rollout verdict status -> count
+
+    @property
+    def dead(self) -> bool:
+        return self.complete or self.status in ("refuted", "verified")
+
+    def path(self) -> list[_Node]:
+        node, out = self, []
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out
+
+    def record(self) -> dict:
+        return {
+            "id": self.id,
+            "parent": self.parent.id if self.parent else None,
+            "step": self.step,
+            "visits": self.visits,
+            "value": round(self.value / self.visits, 4) if self.visits else 0.0,
+            "status": self.status,
+            "complete": self.complete,
+            "rollouts": self.rollouts,
+        }
+
+
+@dataclass
+class _Tree:
+    task: Task
+    nodes: list[_Node] = field(default_factory=list)
+    expansions: int = 0
+    solution_node: int | None = None
+
+    def child(self, parent: _Node, step: str) -> _Node:
+        """The child of `parent` that adds `step` (an existing one when the model repeats itself)."""
+        for c in parent.children:
+            if c.step == step:
+                return c
+        node = _Node(len(self.nodes), parent, parent.body + step, step)
+        self.nodes.append(node)
+        parent.children.append(node)
+        return node
+
+
+@dataclass
+class VMCTS(SynthesisConfig):
+    name: ClassVar[str] = "vmcts"
+    exploration: float = 1.0  # UCT's c
+    widen_k: float = 1.0  # progressive widening: children allowed = ceil(widen_k * visits^widen_alpha)
+    widen_alpha: float = 0.5
+    rollout: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.exploration < 0 or self.widen_k <= 0 or not 0 <= self.widen_alpha <= 1:
+            raise ValueError("exploration must be >= 0, widen_k positive and widen_alpha in [0, 1]")
+
+    def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
+        info = ctx.engine.info()
+        trees = [_Tree(task) for task in tasks_for(questions, self, ctx.budget)]
+        for tree in trees:
+            tree.nodes.append(_Node(0, None, tree.task.language.opening, visits=1))
+        round_ = 0
+        while live := [t for t in trees if not t.task.over]:
+            round_ += 1
+            picks = [(tree, self._select(tree.nodes[0])) for tree in live for _ in range(min(self.parallel, tree.task.samples_left))]
+            stop = (FENCE_END,) if self.rollout else ("\n", FENCE_END)
+            outputs = sample(ctx, [(tree.task, leaf.body) for tree, leaf in picks], self, stop, round_)
+            self._evaluate(ctx, picks, outputs)
+        return [self._attempt(tree, info) for tree in trees]
+
+    # --- selection ------------------------------------------------------------------------------
+
+    def _select(self, root: _Node) -> _Node:
+        node = root
+        while True:
+            live = [c for c in node.children if not c.dead]
+            if not live or node.tries < self._width(node):
+                break
+            node = max(live, key=lambda c: self._uct(c, node))
+        for n in node.path():
+            n.pending += 1
+        node.tries += 1
+        return node
+
+    def _width(self, node: _Node) -> int:
+        return math.ceil(self.widen_k * max(node.visits + node.pending, 1) ** self.widen_alpha)
+
+    def _uct(self, child: _Node, parent: _Node) -> float:
+        visits = child.visits + child.pending
+        if visits == 0:
+            return math.inf
+        mean = (child.value - child.pending) / visits  # an in-flight pick counts as a loss for now
+        return mean + self.exploration * math.sqrt(math.log(parent.visits + parent.pending) / visits)
+
+    # --- expansion and evaluation ---------------------------------------------------------------
+
+    def _evaluate(self, ctx: RunContext, picks: list[tuple[_Tree, _Node]], outputs) -> None:
+        steps = []
+        for (tree, leaf), completion in zip(picks, outputs):
+            tree.task.samples_left -= 1
+            tree.expansions += 1
+            step, rest = _first_line(completion.text)
+            finished_in_step = ended(completion) and not rest.strip()
+            newline = rest.startswith("\n") or completion.stop_reason == "\n"
+            child = tree.child(leaf, step + ("\n" if newline else ""))
+            child.complete = child.complete or finished_in_step
+            rollout = leaf.body + completion.text if self.rollout and not finished_in_step else None
+            steps.append((tree, leaf, child, rollout, ended(completion)))
+        # Rollouts first: a prefix of an unrefuted rollout needs no check of its own.
+        rollout_items = [(t.task, r, not done) for t, _, _, r, done in steps if r is not None]
+        rollout_verdicts = iter(check_all(ctx, rollout_items, self))
+        need_child = []
+        for k, (tree, leaf, child, rollout, _) in enumerate(steps):
+            verdict = next(rollout_verdicts) if rollout is not None else None
+            steps[k] = (tree, leaf, child, verdict)
+            if verdict is not None:
+                child.rollouts[verdict.status] = child.rollouts.get(verdict.status, 0) + 1
+                if verdict.verified:
+                    self._solved(tree, child, rollout, verdict)
+            if verdict is None or verdict.status == "refuted" or child.complete:
+                need_child.append(k)
+        child_items = [(steps[k][0].task, steps[k][2].body, not steps[k][2].complete) for k in need_child]
+        for k, verdict in zip(need_child, check_all(ctx, child_items, self)):
+            tree, _, child, _ = steps[k]
+            child.status = "verified" if verdict.verified else ("refuted" if child.complete else verdict.status)
+            if verdict.verified:
+                self._solved(tree, child, child.body, verdict)
+        for tree, leaf, child, verdict in steps:
+            reward = -1.0 if child.dead and child.status != "verified" else (verdict.score if verdict else _score(child.status))
+            for n in leaf.path():
+                n.pending -= 1
+            for n in child.path():
+                n.visits += 1
+                n.value += reward
+
+    @staticmethod
+    def _solved(tree: _Tree, node: _Node, body: str, verdict) -> None:
+        if tree.task.solution is None:
+            tree.task.solution, tree.task.verdict, tree.solution_node = body, verdict, node.id
+
+    def _attempt(self, tree: _Tree, info) -> Attempt:
+        search = {
+            "strategy": self.name,
+            "expansions": tree.expansions,
+            "exploration": self.exploration,
+            "widening": [self.widen_k, self.widen_alpha],
+            "rollout": self.rollout,
+            "solution_node": tree.solution_node,
+            "tree": [n.record() for n in tree.nodes],
+        }
+        return attempt_of(tree.task, self.name, info.model_id, info.flops(1), search)
+
+
+def _first_line(text: str) -> tuple[str, str]:
+    """(the first line that holds anything but whitespace, with what precedes it; the rest).
+    The line's own newline goes with the rest: the caller decides whether the step had one."""
+    at = 0
+    while True:
+        end = text.find("\n", at)
+        if end < 0:
+            return text, ""
+        if text[:end].strip():
+            return text[:end], text[end:]
+        at = end + 1
+
+
+def _score(status: str) -> float:
+    return {"verified": 1.0, "refuted": -1.0}.get(status, 0.0)
