@@ -52,7 +52,7 @@ class Client:
     def submit(self, spec: JobSpec | dict | str) -> str:
         """Validate and store a job (a str is the problem text) and start it. Returns its id."""
         spec = JobSpec.parse({"problem": spec} if isinstance(spec, str) else spec)
-        make_strategy(spec.strategy.name, spec.strategy.params)  # bad parameters fail here, not in a worker
+        make_strategy(spec.strategy.name, spec.strategy_params())  # bad parameters fail here, not in a worker
         self.store.ping()
         job = Job(id=new_job_id(), spec=spec)
         self.store.create(job)

@@ -175,10 +175,7 @@ class _JobRun:
     def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph, retries: int) -> _Dispatch:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
         questions = [_with_dependencies(node, graph, asked) for node in nodes]
-        params = dict(self.spec.strategy.params)
-        if self.spec.kind == "program":
-            params["language"] = self.spec.language
-        batch = Batch(questions, self.spec.strategy.name, params, self.budget(), self.config.sandbox.limits())
+        batch = Batch(questions, self.spec.strategy.name, self.spec.strategy_params(), self.budget(), self.config.sandbox.limits())
         for node in nodes:
             node.status = "running"
             self.emit("node_started", node=node.id, tier=tier, retry=retries)

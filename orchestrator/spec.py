@@ -83,6 +83,13 @@ class JobSpec(_Strict):
             SkeletonGraph([Node(n.id, n.question, list(n.depends_on), n.difficulty) for n in self.graph])
         return self
 
+    def strategy_params(self) -> dict:
+        """The strategy's parameters as a worker gets them: a program job's language included."""
+        params = dict(self.strategy.params)
+        if self.kind == "program":
+            params["language"] = self.language
+        return params
+
     def _check_program_job(self, program_strategies: frozenset[str]) -> None:
         """A program job is one spec for one synthesis search: VMCTS unless another is named."""
         if self.language is None:

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.job import Result
 
 PLAIT = [str(Path(sys.executable).with_name("plait"))]
+SPEC = str(Path(__file__).parents[1] / "benchmarks/data/coq/add_zero.v")
 
 
 def plait(*args, stdin=None, env=None):
@@ -29,6 +30,11 @@ def plait(*args, stdin=None, env=None):
         (["solve", "2+2", "-s", "rebase", "-p", "method=calc"], "method must be one of cot, pal, tora"),
         (["solve", "@/nonexistent/job.json"], "does not exist"),
         (["solve", "2+2", "--config", "/nonexistent/plait.toml"], "does not exist"),
+        (["synth", "/nonexistent/max.dfy"], "does not exist"),
+        (["synth", "README.md"], "cannot tell the language"),
+        (["synth", SPEC, "-s", "tora"], "resample or vmcts"),
+        (["synth", SPEC, "-p", "widen_alpha=3"], "widen_alpha"),
+        (["synth", SPEC, "--lang", "rust"], "language"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_traceback(args, words):

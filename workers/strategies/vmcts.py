@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from verifiers.types import Verdict
 from workers.strategies.base import RunContext
 from workers.strategies.synthesis import FENCE_END, SynthesisConfig, Task, attempt_of, check_all, ended, sample, tasks_for
 from workers.types import Attempt
@@ -95,10 +96,20 @@ class _Tree:
 
 
 @dataclass
+class _Expansion:
+    tree: _Tree
+    leaf: _Node
+    child: _Node
+    rollout: str | None  # the whole sampled body, when it went past the child's line
+    rollout_ended: bool  # the model closed the program in it
+    verdict: Verdict | None = None  # the rollout's
+
+
+@dataclass
 class VMCTS(SynthesisConfig):
     name: ClassVar[str] = "vmcts"
     exploration: float = 1.0  # UCT's c
-    widen_k: float = 1.0  # progressive widening: children allowed = ceil(widen_k * visits^widen_alpha)
+    widen_k: float = 1.0  # progressive widening: expansions allowed = ceil(widen_k * visits^widen_alpha)
     widen_alpha: float = 0.5
     rollout: bool = True
 
@@ -148,41 +159,36 @@ class VMCTS(SynthesisConfig):
     # --- expansion and evaluation ---------------------------------------------------------------
 
     def _evaluate(self, ctx: RunContext, picks: list[tuple[_Tree, _Node]], outputs) -> None:
-        steps = []
+        expansions = []
         for (tree, leaf), completion in zip(picks, outputs):
             tree.task.samples_left -= 1
             tree.expansions += 1
             step, rest = _first_line(completion.text)
-            finished_in_step = ended(completion) and not rest.strip()
             newline = rest.startswith("\n") or completion.stop_reason == "\n"
             child = tree.child(leaf, step + ("\n" if newline else ""))
-            child.complete = child.complete or finished_in_step
-            rollout = leaf.body + completion.text if self.rollout and not finished_in_step else None
-            steps.append((tree, leaf, child, rollout, ended(completion)))
+            child.complete = child.complete or (ended(completion) and not rest.strip())
+            rollout = leaf.body + completion.text if self.rollout and not child.complete else None
+            expansions.append(_Expansion(tree, leaf, child, rollout, ended(completion)))
         # Rollouts first: a prefix of an unrefuted rollout needs no check of its own.
-        rollout_items = [(t.task, r, not done) for t, _, _, r, done in steps if r is not None]
-        rollout_verdicts = iter(check_all(ctx, rollout_items, self))
-        need_child = []
-        for k, (tree, leaf, child, rollout, _) in enumerate(steps):
-            verdict = next(rollout_verdicts) if rollout is not None else None
-            steps[k] = (tree, leaf, child, verdict)
-            if verdict is not None:
-                child.rollouts[verdict.status] = child.rollouts.get(verdict.status, 0) + 1
-                if verdict.verified:
-                    self._solved(tree, child, rollout, verdict)
-            if verdict is None or verdict.status == "refuted" or child.complete:
-                need_child.append(k)
-        child_items = [(steps[k][0].task, steps[k][2].body, not steps[k][2].complete) for k in need_child]
-        for k, verdict in zip(need_child, check_all(ctx, child_items, self)):
-            tree, _, child, _ = steps[k]
-            child.status = "verified" if verdict.verified else ("refuted" if child.complete else verdict.status)
+        rolled = [e for e in expansions if e.rollout is not None]
+        for e, verdict in zip(rolled, check_all(ctx, [(e.tree.task, e.rollout, not e.rollout_ended) for e in rolled], self)):
+            e.verdict = verdict
+            e.child.rollouts[verdict.status] = e.child.rollouts.get(verdict.status, 0) + 1
             if verdict.verified:
-                self._solved(tree, child, child.body, verdict)
-        for tree, leaf, child, verdict in steps:
-            reward = -1.0 if child.dead and child.status != "verified" else (verdict.score if verdict else _score(child.status))
-            for n in leaf.path():
+                self._solved(e.tree, e.child, e.rollout, verdict)
+        unsure = [e for e in expansions if e.verdict is None or e.verdict.status == "refuted"]
+        for e, verdict in zip(unsure, check_all(ctx, [(e.tree.task, e.child.body, not e.child.complete) for e in unsure], self)):
+            e.child.status = "verified" if verdict.verified else ("refuted" if e.child.complete else verdict.status)
+            if verdict.verified:
+                self._solved(e.tree, e.child, e.child.body, verdict)
+        for e in expansions:
+            if e.child.dead and e.child.status != "verified":
+                reward = -1.0
+            else:
+                reward = e.verdict.score if e.verdict else _score(e.child.status)
+            for n in e.leaf.path():
                 n.pending -= 1
-            for n in child.path():
+            for n in e.child.path():
                 n.visits += 1
                 n.value += reward
 
