@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from plait.errors import ConfigError
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
-from workers.engines import EMBEDDED_MODEL, EngineSpec
+from workers.engines import EMBEDDED_MODEL, EngineSpec, SpeculativeSpec
 from workers.kvcache import CacheSpec
 
 
@@ -49,6 +49,10 @@ class TierConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     threads: int = Field(default=0, ge=0)
     num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
+    # transformers: speculative decoding with prompt-lookup drafts (greedy output unchanged)
+    speculative: Literal["off", "prompt_lookup"] = "off"
+    draft_tokens: int = Field(default=4, ge=1, le=32, description="speculative: tokens drafted per step")
+    draft_ngram: int = Field(default=3, ge=2, le=8, description="speculative: longest n-gram looked up")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> "TierConfig":
@@ -57,7 +61,8 @@ class TierConfig(_Section):
         return self
 
     def engine_spec(self) -> EngineSpec:
-        return EngineSpec(**self.model_dump(exclude={"num_cpus"}))
+        drafts = SpeculativeSpec(self.speculative, self.draft_tokens, self.draft_ngram)
+        return EngineSpec(**self.model_dump(exclude={"num_cpus", "speculative", "draft_tokens", "draft_ngram"}), speculative=drafts)
 
 
 class RayConfig(_Section):

@@ -40,6 +40,8 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
         ('[sandbox]\ntimeout = -1\n', "sandbox.timeout"),
         ('[sandbox]\ntimout = 5\n', "unknown field"),
         ("this is = not toml [", "not valid TOML"),
+        ('[tiers.small]\nspeculative = "medusa"\n', "tiers.small.speculative"),
+        ('[tiers.small]\ndraft_tokens = 0\n', "tiers.small.draft_tokens"),
     ],
 )
 def test_bad_config_says_what_is_wrong(tmp_path, text, words):
@@ -64,3 +66,11 @@ def test_planner_tier_defaults_to_the_easiest_tier_and_must_exist():
     assert Config.model_validate({"tiers": {"a": {}, "b": {}}, "routing": {1: "a"}, "planner": {"tier": "b"}}).planner_tier == "b"
     with pytest.raises(ValueError, match="planner.tier 'z'"):
         Config.model_validate({"tiers": {"a": {}}, "routing": {1: "a"}, "planner": {"tier": "z"}})
+
+
+def test_speculative_decoding_is_a_tier_option_carried_to_the_engine(tmp_path):
+    path = tmp_path / "plait.toml"
+    path.write_text('[tiers.small]\nspeculative = "prompt_lookup"\ndraft_tokens = 6\n')
+    spec = load_config(path).tiers["small"].engine_spec().speculative
+    assert (spec.method, spec.draft_tokens, spec.ngram, spec.on) == ("prompt_lookup", 6, 3, True)
+    assert not Config().tiers["small"].engine_spec().speculative.on

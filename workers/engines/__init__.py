@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from plait.errors import ConfigError
 from workers.engines.base import Completion, Engine, EngineInfo, KVLayout, Message, Prompt, SamplingParams, chat
 from workers.engines.embedded import EMBEDDED_MODEL
+from workers.engines.speculative import SpeculativeSpec
 from workers.kvcache import CacheSpec
 
 
@@ -26,6 +27,7 @@ class EngineSpec:
     dtype: str = "float32"
     threads: int = 0  # transformers: torch threads, 0 = all cores
     kv_cache: CacheSpec = field(default_factory=CacheSpec)  # transformers: prefix KV cache
+    speculative: SpeculativeSpec = field(default_factory=SpeculativeSpec)  # transformers: draft tokens
 
     def __post_init__(self) -> None:
         if self.kind not in ("transformers", "openai"):
@@ -55,7 +57,9 @@ def make_engine(spec: EngineSpec, progress=None) -> Engine:
         )
     from workers.engines.transformers_engine import TransformersEngine
 
-    return TransformersEngine(spec.model, dtype=spec.dtype, threads=spec.threads or None, kv_cache=spec.kv_cache, progress=progress)
+    return TransformersEngine(
+        spec.model, dtype=spec.dtype, threads=spec.threads or None, kv_cache=spec.kv_cache, speculative=spec.speculative, progress=progress
+    )
 
 
 __all__ = [
@@ -68,6 +72,7 @@ __all__ = [
     "Message",
     "Prompt",
     "SamplingParams",
+    "SpeculativeSpec",
     "chat",
     "make_engine",
 ]

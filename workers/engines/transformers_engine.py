@@ -22,6 +22,7 @@ import torch
 from plait.errors import EngineError, MissingDependency
 from workers.engines.base import Completion, EngineInfo, KVLayout, Prompt, SamplingParams, cut_at_stop
 from workers.engines.embedded import EMBEDDED_MODEL, embedded_model_dir, weights_fingerprint
+from workers.engines.speculative import SpeculationStats, SpeculativeSpec, accept, propose
 from workers.kvcache import CacheSpec, open_prefix_cache
 
 
@@ -34,6 +35,7 @@ class TransformersEngine:
         threads: int | None = None,
         max_batch: int = 16,
         kv_cache: CacheSpec | None = None,
+        speculative: SpeculativeSpec | None = None,
         progress=None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,6 +63,8 @@ class TransformersEngine:
         self._eos = self._eos_ids()
         self._info = self._make_info(path, dtype)
         self.prefix_cache = open_prefix_cache(kv_cache or CacheSpec(), self._info.fingerprint, self._info.kv_layout)
+        self.speculative = speculative or SpeculativeSpec()
+        self.speculation = SpeculationStats()
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -133,45 +137,99 @@ class TransformersEngine:
             from workers.engines.constrained import JsonSchemaConstraint
 
             constraints = [JsonSchemaConstraint(self.tokenizer, params.json_schema, self._eos) for _ in rows]
+        # Drafts are off under a schema: a copied token may be one the schema forbids.
+        speculate = self.speculative.on and constraints is None
 
         out_ids: list[list[int]] = [[] for _ in rows]
         out_lp: list[list[float]] = [[] for _ in rows]
         finish = ["length"] * len(rows)
+        forbid: dict[int, int] = {}  # row -> token a rejected draft rules out of its next pick
+
+        def take(row: int, token: int, logprob: float) -> bool:
+            """Append a token to a row; False once the row is finished."""
+            out_ids[row].append(token)
+            out_lp[row].append(logprob)
+            if token in self._eos or (params.stop and _ends_with_stop(self.tokenizer, out_ids[row], params.stop, stop_window)):
+                finish[row] = "stop"
+                return False
+            return len(out_ids[row]) < budget
+
         active = list(range(len(rows)))  # batch position -> row index
-        for step in range(budget):
+        while True:
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             if constraints is not None:
                 logits = _mask(logits, [constraints[row].allowed(out_ids[row]) for row in active])
-            chosen = _pick(logits, params, generator)
-            keep = []
             for b, row in enumerate(active):
-                tok = int(chosen[b])
-                out_ids[row].append(tok)
-                out_lp[row].append(float(logprobs[b, tok]))
-                if tok in self._eos:
-                    finish[row] = "stop"
-                elif params.stop and _ends_with_stop(self.tokenizer, out_ids[row], params.stop, stop_window):
-                    finish[row] = "stop"
-                elif step < budget - 1:
-                    keep.append(b)
-                    continue
-                if params.cache_output:
-                    # The cache holds the prompt and every output token but the last (never fed).
-                    self._publish(rows[row] + out_ids[row][:-1], cache, mask, b, known=len(rows[row]))
-            if not keep:
-                break
+                if row in forbid:
+                    logits[b, forbid.pop(row)] = float("-inf")
+            chosen = _pick(logits, params, generator)
+            keep = [b for b, row in enumerate(active) if take(row, int(chosen[b]), float(logprobs[b, chosen[b]]))]
             if len(keep) < len(active):
-                index = torch.tensor(keep)
-                cache.batch_select_indices(index)
-                mask, next_pos, chosen = mask[index], next_pos[index], chosen[index]
+                cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, params, next_pos, chosen)
+                if cut is None:
+                    break
+                mask, next_pos, chosen = cut
                 active = [active[b] for b in keep]
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
-            logits = self.model(
-                input_ids=chosen[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache
-            ).logits[:, -1, :]
-            next_pos = next_pos + 1
+            drafts = [[] for _ in active]
+            if speculate:
+                k = self.speculative.draft_tokens
+                drafts = [propose(rows[row] + out_ids[row], min(k, budget - len(out_ids[row])), self.speculative.ngram) for row in active]
+            width = 1 + max(len(d) for d in drafts)
+            block = torch.tensor([[int(chosen[b])] + d + [0] * (width - 1 - len(d)) for b, d in enumerate(drafts)])
+            block_mask = torch.tensor([[1] * (1 + len(d)) + [0] * (width - 1 - len(d)) for d in drafts])
+            mask = torch.cat([mask, block_mask.to(mask.dtype)], dim=1)
+            out = self.model(
+                input_ids=block, attention_mask=mask, position_ids=next_pos + torch.arange(width), past_key_values=cache
+            ).logits
+            if width == 1:
+                logits, next_pos = out[:, -1, :], next_pos + 1
+                continue
+            logits, next_pos, keep = self._verify(out, drafts, active, mask, next_pos, take, forbid, params, generator)
+            if len(keep) < len(active):  # rows that finished inside their draft
+                cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, params, next_pos, logits)
+                if cut is None:
+                    break
+                mask, next_pos, logits = cut
+                active = [active[b] for b in keep]
 
         return [self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop, cached[i]) for i in range(len(rows))]
+
+    def _verify(self, out, drafts, active, mask, next_pos, take, forbid, params, generator):
+        """Keep each row's acceptable draft prefix (see workers.engines.speculative); the
+        rejected slots stay in the KV cache but are masked out for good. Returns the logits
+        to pick each row's next token from, and the rows' next positions."""
+        width = out.shape[1]
+        probs_of = (lambda _: None) if params.greedy else (lambda row_logits: _probs(row_logits, params))
+        picked, positions, keep = [], [], []
+        for b, (row, draft) in enumerate(zip(active, drafts)):
+            kept, rejected = accept(out[b], draft, probs_of, generator)
+            logprobs = torch.log_softmax(out[b, :kept].float(), dim=-1)
+            used, going = 0, True
+            while going and used < kept:
+                going = take(row, draft[used], float(logprobs[used, draft[used]]))
+                used += 1
+            if going:
+                keep.append(b)
+                if rejected is not None and used == kept:
+                    forbid[row] = rejected
+            mask[b, mask.shape[1] - width + 1 + used :] = 0
+            self.speculation.add(len(draft), used)
+            picked.append(out[b, used])
+            positions.append(next_pos[b] + 1 + used)
+        return torch.stack(picked), torch.stack(positions), keep
+
+    def _finish_rows(self, rows, out_ids, active, keep, cache, mask, params, *aligned):
+        """Drop the finished rows (batch positions not in `keep`) from the batch, publishing
+        their KV first when asked to; returns the mask and `aligned` tensors cut to `keep`."""
+        if params.cache_output:
+            for b in sorted(set(range(len(active))) - set(keep)):
+                # The cache holds the prompt and every output token but the last (never fed).
+                self._publish(rows[active[b]] + out_ids[active[b]][:-1], cache, mask, b, known=len(rows[active[b]]))
+        if not keep:
+            return None
+        index = torch.tensor(keep)
+        cache.batch_select_indices(index)
+        return [mask[index], *(t[index] for t in aligned)]
 
     def _prefill(self, rows: list[list[int]]):
         """(cache, attention mask, last logits, tokens loaded from the prefix cache per row).
@@ -273,13 +331,19 @@ def _mask(logits: torch.Tensor, allowed: list[np.ndarray]) -> torch.Tensor:
 def _pick(logits: torch.Tensor, params: SamplingParams, generator) -> torch.Tensor:
     if params.greedy:
         return logits.argmax(dim=-1)
+    return torch.multinomial(_probs(logits, params), 1, generator=generator).squeeze(-1)
+
+
+def _probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The sampling distribution over the last dimension: temperature, then top-p ."""
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)
     if params.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         outside = sorted_probs.cumsum(-1) - sorted_probs > params.top_p  # keep the first token past top_p
         sorted_probs[outside] = 0
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
 
 
 def _ends_with_stop(tokenizer, ids: list[int], stop: tuple[str, ...], window: int) -> bool:

@@ -1,0 +1,70 @@
+"""Speculative decoding: prompt-lookup drafts, the acceptance rule, and the real engine's
+output with and without speculation."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from workers.engines.base import SamplingParams
+from workers.engines.speculative import SpeculativeSpec, accept, propose
+from workers.engines.transformers_engine import _pick, _probs
+from workers.strategies.prompts import TORA_PROMPT
+
+
+def test_a_draft_copies_what_followed_the_latest_earlier_occurrence():
+    #          0  1  2  3  4  5  6  7  8  9
+    tokens = [5, 6, 7, 8, 9, 5, 6, 7, 1, 5, 6]
+    assert propose(tokens, 2, 3) == [7, 1]  # "5 6" last seen at 5-6, followed by 7 1
+    assert propose(tokens, 10, 3) == [7, 1, 5, 6]  # never past the end
+    assert propose([1, 2, 3, 4], 4, 3) == []  # nothing repeats
+    assert propose(tokens, 0, 3) == []
+
+
+def test_greedy_acceptance_keeps_the_prefix_the_target_agrees_with():
+    logits = torch.full((4, 10), -5.0)
+    logits[0, 3], logits[1, 4], logits[2, 9], logits[3, 0] = 5.0, 5.0, 5.0, 5.0
+    assert accept(logits, [3, 4, 2], lambda _: None, None) == (2, 2)  # 2 is not the argmax after 3 4
+    assert accept(logits, [3, 4, 9], lambda _: None, None) == (3, None)
+    assert accept(logits, [1], lambda _: None, None) == (0, 1)
+
+
+def test_the_sampling_rule_leaves_the_distribution_unchanged():
+    # Draft token 2 everywhere; the target's distribution p is fixed. Accept-or-resample must
+    # produce tokens distributed as p, whatever the draft.
+    logits = torch.tensor([[1.0, 0.2, 1.5, -0.5, 0.7]])
+    params = SamplingParams(temperature=0.8, top_p=0.9)
+    p = _probs(logits[0], params)
+    generator = torch.Generator().manual_seed(0)
+    counts: Counter[int] = Counter()
+    trials = 20_000
+    for _ in range(trials):
+        kept, rejected = accept(logits, [2], lambda row: _probs(row, params), generator)
+        if kept:
+            counts[2] += 1
+        else:
+            masked = logits.clone()
+            masked[0, rejected] = float("-inf")
+            counts[int(_pick(masked, params, generator)[0])] += 1
+    for token in range(5):
+        assert abs(counts[token] / trials - float(p[token])) < 0.015, (token, counts, p)
+
+
+@pytest.mark.slow
+def test_greedy_output_is_identical_with_and_without_speculation(engine):
+    prompts = [TORA_PROMPT.prompt(q) for q in ("What is 123 * 456 + 789?", "Simplify the fraction 96/144 to its lowest terms.")]
+    params = SamplingParams(max_tokens=80, stop=("```output",))
+    before = engine.speculative
+    try:
+        plain = engine.generate(prompts, params)
+        engine.speculative = SpeculativeSpec("prompt_lookup", draft_tokens=4, ngram=3)
+        accepted = engine.speculation.accepted
+        drafted = engine.generate(prompts, params)
+    finally:
+        engine.speculative = before
+    assert engine.speculation.accepted > accepted  # drafts were proposed and some were kept
+    for (a,), (b,) in zip(plain, drafted):
+        assert a.text == b.text and a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
