@@ -142,6 +142,10 @@ class Task:
     def over(self) -> bool:
         return self.verdict is not None or self.samples_left < 1 or self.tokens_left() < 1 or self.out_of_time()
 
+    def slots(self, parallel: int) -> int:
+        """Samples to draw for this task in the next engine call: each gets at least one token."""
+        return int(min(parallel, self.samples_left, self.tokens_left()))
+
     def tokens_left(self) -> float:
         limit = self.budget.max_tokens
         return float("inf") if limit is None else limit - self.completion_tokens
@@ -166,7 +170,7 @@ def sample(
         per_task[id(task)] = per_task.get(id(task), 0) + 1
     allowance = min([config.program_tokens] + [int(task.tokens_left() // per_task[id(task)]) for task, _ in jobs if task.tokens_left() != float("inf")])
     params = SamplingParams(
-        max_tokens=max(allowance, 1),
+        max_tokens=allowance,
         temperature=config.temperature,
         top_p=config.top_p,
         stop=stop,
@@ -253,7 +257,7 @@ class Resample(SynthesisConfig):
         round_ = 0
         while live := [t for t in tasks if not t.over]:
             round_ += 1
-            jobs = [(t, t.language.opening) for t in live for _ in range(min(self.parallel, t.samples_left))]
+            jobs = [(t, t.language.opening) for t in live for _ in range(t.slots(self.parallel))]
             outputs = sample(ctx, jobs, self, (FENCE_END,), round_)
             bodies = [body + c.text for (_, body), c in zip(jobs, outputs)]
             verdicts = check_all(ctx, [(t, b, False) for (t, _), b in zip(jobs, bodies)], self)

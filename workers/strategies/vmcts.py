@@ -126,7 +126,7 @@ class VMCTS(SynthesisConfig):
         round_ = 0
         while live := [t for t in trees if not t.task.over]:
             round_ += 1
-            picks = [(tree, self._select(tree.nodes[0])) for tree in live for _ in range(min(self.parallel, tree.task.samples_left))]
+            picks = [(tree, self._select(tree.nodes[0])) for tree in live for _ in range(tree.task.slots(self.parallel))]
             stop = (FENCE_END,) if self.rollout else ("\n", FENCE_END)
             outputs = sample(ctx, [(tree.task, leaf.body) for tree, leaf in picks], self, stop, round_)
             self._evaluate(ctx, picks, outputs)
