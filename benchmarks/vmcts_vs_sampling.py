@@ -21,21 +21,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from verifiers.programs import verify_program
+from verifiers.programs import EXTENSIONS, verify_program
 from workers.engines.transformers_engine import TransformersEngine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
 from workers.types import Budget
 
 DATA = Path(__file__).parent / "data"
-EXTENSIONS = {"dafny": "dfy", "coq": "v", "lean": "lean"}
+SUFFIXES = {language: suffix.lstrip(".") for suffix, language in EXTENSIONS.items()}
 CHECKERS = {"dafny": "dafny", "coq": "coqc", "lean": "lean"}
 ARMS = ("vmcts", "resample")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--languages", nargs="+", default=["dafny", "coq"], choices=sorted(EXTENSIONS))
+    parser.add_argument("--languages", nargs="+", default=["dafny", "coq"], choices=sorted(SUFFIXES))
     parser.add_argument("--tokens", type=int, default=1024, help="generated tokens per spec, each arm")
     parser.add_argument("--program-tokens", type=int, default=128, help="tokens per sampled program / rollout")
     parser.add_argument("--parallel", type=int, default=4, help="samples per spec per engine call")
@@ -52,7 +52,7 @@ def main() -> None:
         if shutil.which(CHECKERS[language]) is None:
             console.print(f"skipping {language}: {CHECKERS[language]} is not installed")
             continue
-        specs = sorted(DATA.joinpath(language).glob(f"*.{EXTENSIONS[language]}"))[: args.limit]
+        specs = sorted(DATA.joinpath(language).glob(f"*.{SUFFIXES[language]}"))[: args.limit]
         texts = [p.read_text() for p in specs]
         for arm in ARMS:
             params = {

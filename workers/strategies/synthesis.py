@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -165,9 +166,7 @@ def sample(
 ) -> list[Completion]:
     """One batched engine call continuing each (task, body); each task's tokens are charged and
     no task is given more tokens than it has left (shared out among its jobs)."""
-    per_task: dict[int, int] = {}
-    for task, _ in jobs:
-        per_task[id(task)] = per_task.get(id(task), 0) + 1
+    per_task = Counter(id(task) for task, _ in jobs)
     allowance = min([config.program_tokens] + [int(task.tokens_left() // per_task[id(task)]) for task, _ in jobs if task.tokens_left() != float("inf")])
     params = SamplingParams(
         max_tokens=allowance,

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from verifiers.types import Verdict
+from verifiers.types import STATUS_SCORE, Verdict
 from workers.strategies.base import RunContext
 from workers.strategies.synthesis import FENCE_END, SynthesisConfig, Task, attempt_of, check_all, ended, sample, tasks_for
 from workers.types import Attempt
@@ -185,7 +185,7 @@ class VMCTS(SynthesisConfig):
             if e.child.dead and e.child.status != "verified":
                 reward = -1.0
             else:
-                reward = e.verdict.score if e.verdict else _score(e.child.status)
+                reward = e.verdict.score if e.verdict else STATUS_SCORE[e.child.status]
             for n in e.leaf.path():
                 n.pending -= 1
             for n in e.child.path():
@@ -222,6 +222,3 @@ def _first_line(text: str) -> tuple[str, str]:
             return text[:end], text[end:]
         at = end + 1
 
-
-def _score(status: str) -> float:
-    return {"verified": 1.0, "refuted": -1.0}.get(status, 0.0)
