@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from plait.errors import ConfigError
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
-from workers.engines import EMBEDDED_MODEL, EngineSpec, SpeculativeSpec
+from workers.engines import EMBEDDED_MODEL, CautiousSpec, EngineSpec, SinkSpec, SpeculativeSpec
 from workers.kvcache import CacheSpec
 
 
@@ -43,26 +43,45 @@ class TierConfig(_Section):
     base_url: str = ""
     api_key_env: str = ""
     parameters: int = Field(default=0, ge=0)
-    context_length: int = Field(default=0, ge=0)
+    context_length: int = Field(default=0, ge=0, description="openai: the server's; transformers: a cap below the model's (0: the model's)")
     timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=20)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     threads: int = Field(default=0, ge=0)
     num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
-    # transformers: speculative decoding with prompt-lookup drafts (greedy output unchanged)
-    speculative: Literal["off", "prompt_lookup"] = "off"
+    # transformers: speculative decoding (greedy output unchanged, sampled distribution unchanged)
+    speculative: Literal["off", "prompt_lookup", "draft_model"] = "off"
     draft_tokens: int = Field(default=4, ge=1, le=32, description="speculative: tokens drafted per step")
-    draft_ngram: int = Field(default=3, ge=2, le=8, description="speculative: longest n-gram looked up")
+    draft_ngram: int = Field(default=3, ge=2, le=8, description="prompt_lookup: longest n-gram looked up")
+    draft_model: str = Field(default="", description="draft_model: a smaller model with the same tokenizer")
+    # transformers: attention sinks (StreamingLLM), so generations can run past the context
+    sink_tokens: int = Field(default=0, ge=0, le=64, description="attention sinks: first tokens kept (0: off)")
+    window_tokens: int = Field(default=2048, ge=64, description="attention sinks: recent tokens kept")
+    evict_tokens: int = Field(default=256, ge=1, description="attention sinks: tokens dropped at once, at most window_tokens/2")
+    # transformers: cautious next-token prediction (trials at uncertain steps)
+    cautious_entropy: float = Field(default=0.0, ge=0, description="CNTP: entropy (nats) above which a step runs trials (0: off)")
+    cautious_trials: int = Field(default=4, ge=2, le=32, description="CNTP: trials at the flattest steps")
+    cautious_span: int = Field(default=16, ge=1, le=128, description="CNTP: longest trial, in tokens")
+    cautious_temperature: float = Field(default=1.0, gt=0, description="CNTP: trial temperature for greedy requests")
 
     @model_validator(mode="after")
-    def _openai_needs_url(self) -> "TierConfig":
+    def _consistent(self) -> "TierConfig":
         if self.kind == "openai" and not self.base_url:
             raise ValueError("an openai tier needs base_url (e.g. http://vllm:8000/v1)")
+        self._decoding()  # the options' own cross-field rules, named with the tier
         return self
 
+    def _decoding(self) -> dict:
+        return {
+            "speculative": SpeculativeSpec(self.speculative, self.draft_tokens, self.draft_ngram, self.draft_model),
+            "sinks": SinkSpec(self.sink_tokens, self.window_tokens, self.evict_tokens),
+            "cautious": CautiousSpec(self.cautious_entropy, self.cautious_trials, self.cautious_span, self.cautious_temperature),
+        }
+
     def engine_spec(self) -> EngineSpec:
-        drafts = SpeculativeSpec(self.speculative, self.draft_tokens, self.draft_ngram)
-        return EngineSpec(**self.model_dump(exclude={"num_cpus", "speculative", "draft_tokens", "draft_ngram"}), speculative=drafts)
+        options = self._decoding()
+        tier_only = set(TierConfig.model_fields) - set(EngineSpec.__dataclass_fields__)  # num_cpus, the options' parts
+        return EngineSpec(**self.model_dump(exclude=tier_only | set(options)), **options)
 
 
 class RayConfig(_Section):

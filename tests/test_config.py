@@ -42,6 +42,9 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
         ("this is = not toml [", "not valid TOML"),
         ('[tiers.small]\nspeculative = "medusa"\n', "tiers.small.speculative"),
         ('[tiers.small]\ndraft_tokens = 0\n', "tiers.small.draft_tokens"),
+        ('[tiers.small]\nsink_tokens = 4\nwindow_tokens = 128\nevict_tokens = 100\n', "evict_tokens must be 1 to window_tokens/2"),
+        ('[tiers.small]\ncautious_entropy = -1\n', "tiers.small.cautious_entropy"),
+        ('[tiers.small]\nspeculative = "draft_model"\n', "draft_model names the draft model"),
     ],
 )
 def test_bad_config_says_what_is_wrong(tmp_path, text, words):
@@ -68,9 +71,15 @@ def test_planner_tier_defaults_to_the_easiest_tier_and_must_exist():
         Config.model_validate({"tiers": {"a": {}}, "routing": {1: "a"}, "planner": {"tier": "z"}})
 
 
-def test_speculative_decoding_is_a_tier_option_carried_to_the_engine(tmp_path):
+def test_decoding_options_are_tier_options_carried_to_the_engine(tmp_path):
     path = tmp_path / "plait.toml"
-    path.write_text('[tiers.small]\nspeculative = "prompt_lookup"\ndraft_tokens = 6\n')
-    spec = load_config(path).tiers["small"].engine_spec().speculative
-    assert (spec.method, spec.draft_tokens, spec.ngram, spec.on) == ("prompt_lookup", 6, 3, True)
-    assert not Config().tiers["small"].engine_spec().speculative.on
+    path.write_text(
+        '[tiers.small]\nspeculative = "prompt_lookup"\ndraft_tokens = 6\n'
+        "sink_tokens = 4\nwindow_tokens = 512\ncontext_length = 1024\ncautious_entropy = 2.5\ncautious_span = 8\n"
+    )
+    spec = load_config(path).tiers["small"].engine_spec()
+    assert (spec.speculative.method, spec.speculative.draft_tokens, spec.speculative.ngram) == ("prompt_lookup", 6, 3)
+    assert (spec.sinks.sink_tokens, spec.sinks.window_tokens, spec.sinks.evict_tokens, spec.context_length) == (4, 512, 256, 1024)
+    assert (spec.cautious.entropy, spec.cautious.max_trials, spec.cautious.span_tokens) == (2.5, 4, 8)
+    default = Config().tiers["small"].engine_spec()
+    assert not (default.speculative.on or default.sinks.on or default.cautious.on)

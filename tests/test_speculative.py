@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from workers.engines.base import SamplingParams
+from workers.engines.embedded import EMBEDDED_MODEL
 from workers.engines.speculative import SpeculativeSpec, accept, propose
 from workers.engines.transformers_engine import _pick, _probs
 from workers.strategies.prompts import TORA_PROMPT
@@ -68,3 +69,21 @@ def test_greedy_output_is_identical_with_and_without_speculation(engine):
     for (a,), (b,) in zip(plain, drafted):
         assert a.text == b.text and a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
+
+
+@pytest.mark.slow
+def test_a_draft_model_drafts_in_the_targets_tokens_and_greedy_output_is_unchanged(engine):
+    prompts = [TORA_PROMPT.prompt("What is 17 * 23 - 41?")]
+    params = SamplingParams(max_tokens=48, stop=("```output",))
+    before = engine.speculative
+    try:
+        plain = engine.generate(prompts, params)
+        # The target itself as the draft: the smallest model with its tokenizer on this machine.
+        engine.speculative = SpeculativeSpec("draft_model", draft_tokens=4, draft_model=EMBEDDED_MODEL)
+        proposed, accepted = engine.speculation.proposed, engine.speculation.accepted
+        drafted = engine.generate(prompts, params)
+    finally:
+        engine.speculative = before
+    # A draft equal to the target guesses the target's greedy picks: nearly all are accepted.
+    assert engine.speculation.accepted - accepted >= 0.8 * (engine.speculation.proposed - proposed) > 0
+    assert plain[0][0].token_ids == drafted[0][0].token_ids and plain[0][0].text == drafted[0][0].text

@@ -6,7 +6,9 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from plait.errors import ConfigError
+from workers.engines.attention_sinks import SinkSpec
 from workers.engines.base import Completion, Engine, EngineInfo, KVLayout, Message, Prompt, SamplingParams, chat
+from workers.engines.cautious import CautiousSpec
 from workers.engines.embedded import EMBEDDED_MODEL
 from workers.engines.speculative import SpeculativeSpec
 from workers.kvcache import CacheSpec
@@ -21,13 +23,15 @@ class EngineSpec:
     base_url: str = ""  # openai: e.g. http://vllm:8000/v1
     api_key_env: str = ""  # openai: name of the variable holding the key (keys never sit in config)
     parameters: int = 0  # openai: model size for FLOPs accounting (the server does not report it)
-    context_length: int = 0
+    context_length: int = 0  # openai: the server's; transformers: a cap below the model's (0: the model's)
     timeout: float = 120.0
     max_retries: int = 4
     dtype: str = "float32"
     threads: int = 0  # transformers: torch threads, 0 = all cores
     kv_cache: CacheSpec = field(default_factory=CacheSpec)  # transformers: prefix KV cache
     speculative: SpeculativeSpec = field(default_factory=SpeculativeSpec)  # transformers: draft tokens
+    sinks: SinkSpec = field(default_factory=SinkSpec)  # transformers: attention sinks past the context
+    cautious: CautiousSpec = field(default_factory=CautiousSpec)  # transformers: cautious next-token prediction
 
     def __post_init__(self) -> None:
         if self.kind not in ("transformers", "openai"):
@@ -58,11 +62,20 @@ def make_engine(spec: EngineSpec, progress=None) -> Engine:
     from workers.engines.transformers_engine import TransformersEngine
 
     return TransformersEngine(
-        spec.model, dtype=spec.dtype, threads=spec.threads or None, kv_cache=spec.kv_cache, speculative=spec.speculative, progress=progress
+        spec.model,
+        dtype=spec.dtype,
+        threads=spec.threads or None,
+        context_length=spec.context_length,
+        kv_cache=spec.kv_cache,
+        speculative=spec.speculative,
+        sinks=spec.sinks,
+        cautious=spec.cautious,
+        progress=progress,
     )
 
 
 __all__ = [
+    "CautiousSpec",
     "Completion",
     "EMBEDDED_MODEL",
     "Engine",
@@ -72,6 +85,7 @@ __all__ = [
     "Message",
     "Prompt",
     "SamplingParams",
+    "SinkSpec",
     "SpeculativeSpec",
     "chat",
     "make_engine",

@@ -78,6 +78,9 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose KV was loaded from a prefix cache, not computed
+    # Tokens cautious decoding generated in trials: computed on top of the output (the kept
+    # trial is computed again as output, so every trial token is extra compute).
+    trial_tokens: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,19 +1,24 @@
-"""Speculative decoding with prompt-lookup drafts (Saxena's prompt lookup decoding; the
-acceptance rule of Leviathan et al. / Chen et al., 2023).
+"""Speculative decoding (the acceptance rule of Leviathan et al. / Chen et al., 2023) with two
+draft sources:
 
-A draft proposes the next k tokens for free by copying: the last n tokens of the row (prompt
-and output so far) are looked up earlier in the same row, and the k tokens that followed
-that earlier occurrence are the draft. ToRA transcripts repeat themselves — code echoes the
-question's numbers, the output block echoes what the code printed, the answer echoes the
-output — so drafts are often right there. The target model then scores the chosen token
-and the whole draft in one forward pass, and the longest acceptable prefix is kept:
+* prompt lookup (Saxena's prompt lookup decoding): the next k tokens are proposed for free by
+  copying — the last n tokens of the row (prompt and output so far) are looked up earlier in
+  the same row, and the k tokens that followed that earlier occurrence are the draft. ToRA
+  transcripts repeat themselves — code echoes the question's numbers, the output block
+  echoes what the code printed, the answer echoes the output — so drafts are often there;
+* a draft model: a smaller model with the target's tokenizer decodes k tokens greedily. It
+  keeps its own prefix KV cache, so each step prefills only the row's newest tokens.
+
+The target model then scores the chosen token and the whole draft in one forward pass, and
+the longest acceptable prefix is kept:
 
 * greedy: a draft token is accepted when it is the argmax after the tokens before it, so the
   output is exactly greedy decoding's;
 * sampling: a draft token d is accepted with probability p(d), p being the sampling
   distribution (temperature, top-p) after the tokens before it; on a rejection the next
-  token is drawn from p with d removed. The draft is a point mass, so this is the standard
-  rule min(1, p/q) with residual max(p - q, 0), and the output distribution is unchanged.
+  token is drawn from p with d removed. Both drafts are point masses (a copy, a greedy
+  pick), so this is the standard rule min(1, p/q) with residual max(p - q, 0), and the
+  output distribution is unchanged.
 """
 
 from __future__ import annotations
@@ -23,20 +28,25 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-METHODS = ("off", "prompt_lookup")
+from workers.engines.base import SamplingParams
+
+METHODS = ("off", "prompt_lookup", "draft_model")
 
 
 @dataclass(frozen=True)
 class SpeculativeSpec:
-    method: str = "off"  # "off" | "prompt_lookup"
+    method: str = "off"  # "off" | "prompt_lookup" | "draft_model"
     draft_tokens: int = 4  # k: tokens proposed per step
-    ngram: int = 3  # longest n-gram looked up (shorter ones are tried down to 2)
+    ngram: int = 3  # prompt_lookup: longest n-gram looked up (shorter ones are tried down to 2)
+    draft_model: str = ""  # draft_model: the smaller model (as a tier's `model`), same tokenizer
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"speculative method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not 1 <= self.draft_tokens <= 32 or not 2 <= self.ngram <= 8:
             raise ValueError("draft_tokens must be 1-32 and ngram 2-8")
+        if (self.method == "draft_model") != bool(self.draft_model):
+            raise ValueError('draft_model names the draft model exactly when speculative = "draft_model"')
 
     @property
     def on(self) -> bool:
@@ -75,6 +85,43 @@ def propose(tokens: list[int], k: int, ngram: int) -> list[int]:
             start = int(hits[-1]) + n
             return seq[start : start + k].tolist()
     return []
+
+
+class PromptLookup:
+    def __init__(self, ngram: int):
+        self.ngram = ngram
+
+    def propose(self, rows: list[list[int]], limits: list[int]) -> list[list[int]]:
+        return [propose(row, k, self.ngram) for row, k in zip(rows, limits)]
+
+
+class DraftModel:
+    """Greedy drafts from a smaller engine (a TransformersEngine) sharing the target's tokenizer."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def propose(self, rows: list[list[int]], limits: list[int]) -> list[list[int]]:
+        if max(limits, default=0) < 1:
+            return [[] for _ in rows]
+        drafts = self.engine.generate_ids(rows, SamplingParams(max_tokens=max(limits)))
+        return [d.token_ids[:k] for d, k in zip(drafts, limits)]
+
+
+def make_drafter(spec: SpeculativeSpec, target):
+    """The draft source for `spec` on a TransformersEngine `target`."""
+    if spec.method == "prompt_lookup":
+        return PromptLookup(spec.ngram)
+    from workers.engines.transformers_engine import TransformersEngine
+    from workers.kvcache import CacheSpec
+
+    draft = TransformersEngine(spec.draft_model, max_batch=target.max_batch, kv_cache=CacheSpec(backend="memory"))
+    if draft.tokenizer.get_vocab() != target.tokenizer.get_vocab():
+        raise ValueError(
+            f"draft model {spec.draft_model!r} does not share the tokenizer of {target.model_id!r}: "
+            "speculative drafts must be in the target's tokens; pick a draft model of the same family"
+        )
+    return DraftModel(draft)
 
 
 def accept(logits: torch.Tensor, draft: list[int], probs_of, generator) -> tuple[int, int | None]:

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from plait.errors import EngineError, MissingDependency
+from workers.engines.attention_sinks import SinkSpec, StreamingStats, compact, inverse_frequencies
 from workers.engines.base import Completion, EngineInfo, KVLayout, Prompt, SamplingParams, cut_at_stop
+from workers.engines.cautious import CautionStats, CautiousSpec, boundary_tokens, entropies, explore
 from workers.engines.embedded import EMBEDDED_MODEL, embedded_model_dir, weights_fingerprint
-from workers.engines.speculative import SpeculationStats, SpeculativeSpec, accept, propose
+from workers.engines.speculative import SpeculationStats, SpeculativeSpec, accept, make_drafter
 from workers.kvcache import CacheSpec, open_prefix_cache
 
 
@@ -34,8 +36,11 @@ class TransformersEngine:
         dtype: str = "float32",
         threads: int | None = None,
         max_batch: int = 16,
+        context_length: int = 0,
         kv_cache: CacheSpec | None = None,
         speculative: SpeculativeSpec | None = None,
+        sinks: SinkSpec | None = None,
+        cautious: CautiousSpec | None = None,
         progress=None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,10 +66,19 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
         self._eos = self._eos_ids()
-        self._info = self._make_info(path, dtype)
+        self._info = self._make_info(path, dtype, context_length)
         self.prefix_cache = open_prefix_cache(kv_cache or CacheSpec(), self._info.fingerprint, self._info.kv_layout)
+        # The decoding options are plain attributes, so a benchmark can switch one between runs.
         self.speculative = speculative or SpeculativeSpec()
         self.speculation = SpeculationStats()
+        self._drafter = (self.speculative, make_drafter(self.speculative, self) if self.speculative.on else None)
+        self.sinks = sinks or SinkSpec()
+        if self.sinks.on:
+            inverse_frequencies(self.model)  # fail now, not at the first eviction, on a model without rotary embeddings
+        self.streaming = StreamingStats()
+        self.cautious = cautious or CautiousSpec()
+        self.caution = CautionStats()
+        self._trial_ends: torch.Tensor | None = None
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -72,7 +86,7 @@ class TransformersEngine:
         ids.update(configured if isinstance(configured, list) else [configured])
         return {i for i in ids if i is not None}
 
-    def _make_info(self, path: Path, dtype: str) -> EngineInfo:
+    def _make_info(self, path: Path, dtype: str, context_length: int) -> EngineInfo:
         cfg = self.model.config
         layout = KVLayout(
             layers=cfg.num_hidden_layers,
@@ -85,7 +99,8 @@ class TransformersEngine:
         return EngineInfo(
             model_id=self.model_id,
             parameters=sum(p.numel() for p in self.model.parameters()),
-            context_length=cfg.max_position_embeddings,
+            # A configured context_length caps the model's (like a server's max_model_len).
+            context_length=min(cfg.max_position_embeddings, context_length or cfg.max_position_embeddings),
             kv_layout=layout,
             fingerprint=fingerprint,
         )
@@ -115,21 +130,33 @@ class TransformersEngine:
                     f"prompt has {len(ids)} tokens but {self.model_id} holds {self._info.context_length}: shorten it"
                 )
         copies = 1 if params.greedy else params.n  # greedy samples are identical: decode once
-        rows = [ids for ids in encoded for _ in range(copies)]
-        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        flat: list[Completion] = []
-        for start in range(0, len(rows), self.max_batch):
-            flat.extend(self._decode(rows[start : start + self.max_batch], params, generator))
+        flat = self.generate_ids([ids for ids in encoded for _ in range(copies)], params)
         grouped = [flat[i * copies : (i + 1) * copies] for i in range(len(prompts))]
         if copies == 1 and params.n > 1:
             grouped = [[group[0]] + [_copy(group[0]) for _ in range(params.n - 1)] for group in grouped]
         return grouped
 
+    def generate_ids(self, rows: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """One completion per row of prompt token ids (`params.n` is not applied), decoded in
+        batches of at most `max_batch` rows."""
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        flat: list[Completion] = []
+        for start in range(0, len(rows), self.max_batch):
+            flat.extend(self._decode(rows[start : start + self.max_batch], params, generator))
+        return flat
+
+    def drafter(self):
+        """The draft source of the current `speculative` spec (built again when it changes)."""
+        if self._drafter[0] != self.speculative:
+            self._drafter = (self.speculative, make_drafter(self.speculative, self))
+        return self._drafter[1]
+
     @torch.inference_mode()
     def _decode(self, rows: list[list[int]], params: SamplingParams, generator) -> list[Completion]:
         cache, mask, logits, cached = self._prefill(rows)
         next_pos = mask.sum(-1, keepdim=True)  # each row's next position: its token count so far
-        budget = min(params.max_tokens, self._info.context_length - max(len(r) for r in rows))
+        # Attention sinks keep the cache (and every position) within the context, however long the output.
+        budget = params.max_tokens if self.sinks.on else min(params.max_tokens, self._info.context_length - max(len(r) for r in rows))
         stop_window = max((len(s) for s in params.stop), default=0) + 8  # tokens enough to span any stop string
 
         constraints = None
@@ -139,11 +166,15 @@ class TransformersEngine:
             constraints = [JsonSchemaConstraint(self.tokenizer, params.json_schema, self._eos) for _ in rows]
         # Drafts are off under a schema: a copied token may be one the schema forbids.
         speculate = self.speculative.on and constraints is None
+        cautious = self.cautious.on and constraints is None
 
         out_ids: list[list[int]] = [[] for _ in rows]
         out_lp: list[list[float]] = [[] for _ in rows]
         finish = ["length"] * len(rows)
         forbid: dict[int, int] = {}  # row -> token a rejected draft rules out of its next pick
+        forced: dict[int, list[int]] = {}  # row -> the rest of the trial CNTP kept, fed as an accepted draft
+        trial_tokens = [0] * len(rows)  # tokens CNTP computed in trials
+        publish = params.cache_output  # until an eviction: the cache then no longer holds the whole row
 
         def take(row: int, token: int, logprob: float) -> bool:
             """Append a token to a row; False once the row is finished."""
@@ -163,46 +194,87 @@ class TransformersEngine:
                 if row in forbid:
                     logits[b, forbid.pop(row)] = float("-inf")
             chosen = _pick(logits, params, generator)
+            if cautious:
+                chosen = self._caution(cache, mask, next_pos, logits, logprobs, active, chosen, forced, trial_tokens, params, generator)
             keep = [b for b, row in enumerate(active) if take(row, int(chosen[b]), float(logprobs[b, chosen[b]]))]
             if len(keep) < len(active):
-                cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, params, next_pos, chosen)
+                cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, publish, next_pos, chosen)
                 if cut is None:
                     break
                 mask, next_pos, chosen = cut
                 active = [active[b] for b in keep]
-            drafts = [[] for _ in active]
-            if speculate:
+            sure = {b for b, row in enumerate(active) if row in forced}
+            drafts = [forced.pop(row, []) for row in active]
+            guess = [b for b in range(len(active)) if speculate and b not in sure]
+            if guess:
                 k = self.speculative.draft_tokens
-                drafts = [propose(rows[row] + out_ids[row], min(k, budget - len(out_ids[row])), self.speculative.ngram) for row in active]
+                proposed = self.drafter().propose(
+                    [rows[active[b]] + out_ids[active[b]] for b in guess], [min(k, budget - len(out_ids[active[b]])) for b in guess]
+                )
+                for b, draft in zip(guess, proposed):
+                    drafts[b] = draft
             width = 1 + max(len(d) for d in drafts)
+            if self.sinks.on:
+                fitted = compact(cache, mask, self.sinks, inverse_frequencies(self.model), width)
+                if fitted is not None:
+                    mask, dropped = fitted
+                    next_pos = mask.sum(-1, keepdim=True)
+                    publish = False
+                    self.streaming.compactions += 1
+                    self.streaming.evicted_tokens += dropped
             block = torch.tensor([[int(chosen[b])] + d + [0] * (width - 1 - len(d)) for b, d in enumerate(drafts)])
             block_mask = torch.tensor([[1] * (1 + len(d)) + [0] * (width - 1 - len(d)) for d in drafts])
             mask = torch.cat([mask, block_mask.to(mask.dtype)], dim=1)
+            self.streaming.seen(mask.shape[1])
             out = self.model(
                 input_ids=block, attention_mask=mask, position_ids=next_pos + torch.arange(width), past_key_values=cache
             ).logits
             if width == 1:
                 logits, next_pos = out[:, -1, :], next_pos + 1
                 continue
-            logits, next_pos, keep = self._verify(out, drafts, active, mask, next_pos, take, forbid, params, generator)
+            logits, next_pos, keep = self._verify(out, drafts, sure, active, mask, next_pos, take, forbid, params, generator)
             if len(keep) < len(active):  # rows that finished inside their draft
-                cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, params, next_pos, logits)
+                cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, publish, next_pos, logits)
                 if cut is None:
                     break
                 mask, next_pos, logits = cut
                 active = [active[b] for b in keep]
 
-        return [self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop, cached[i]) for i in range(len(rows))]
+        return [
+            self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop, cached[i], trial_tokens[i]) for i in range(len(rows))
+        ]
 
-    def _verify(self, out, drafts, active, mask, next_pos, take, forbid, params, generator):
-        """Keep each row's acceptable draft prefix (see workers.engines.speculative); the
-        rejected slots stay in the KV cache but are masked out for good. Returns the logits
-        to pick each row's next token from, and the rows' next positions."""
+    def _caution(self, cache, mask, next_pos, logits, logprobs, active, chosen, forced, trial_tokens, params, generator):
+        """CNTP (workers.engines.cautious): each row at an uncertain step takes the first token
+        of its best trial instead of `chosen`, and the rest of that trial is queued in `forced`."""
+        self.caution.steps += len(active)
+        branches = {b: n for b, h in enumerate(entropies(logprobs).tolist()) if (n := self.cautious.trials(h))}
+        if not branches:
+            return chosen
+        if self._trial_ends is None:
+            self._trial_ends = boundary_tokens(self.tokenizer, self._eos)
+        temperature = self.cautious.temperature if params.greedy else params.temperature
+        best, spent = explore(self.model, cache, mask, next_pos, logits, branches, temperature, self.cautious.span_tokens, self._trial_ends, generator)
+        self.caution.branched += len(branches)
+        self.caution.trial_tokens += sum(spent.values())
+        chosen = chosen.clone()
+        for b, trial in best.items():
+            chosen[b] = trial[0]
+            if trial[1:]:
+                forced[active[b]] = trial[1:]
+            trial_tokens[active[b]] += spent[b]
+        return chosen
+
+    def _verify(self, out, drafts, sure, active, mask, next_pos, take, forbid, params, generator):
+        """Keep each row's acceptable draft prefix (see workers.engines.speculative), and the
+        whole of the `sure` batch positions' drafts (CNTP's kept trials); the rejected slots
+        stay in the KV cache but are masked out for good. Returns the logits to pick each
+        row's next token from, and the rows' next positions."""
         width = out.shape[1]
         probs_of = (lambda _: None) if params.greedy else (lambda row_logits: _probs(row_logits, params))
         picked, positions, keep = [], [], []
         for b, (row, draft) in enumerate(zip(active, drafts)):
-            kept, rejected = accept(out[b], draft, probs_of, generator)
+            kept, rejected = (len(draft), None) if b in sure else accept(out[b], draft, probs_of, generator)
             logprobs = torch.log_softmax(out[b, :kept].float(), dim=-1)
             used, going = 0, True
             while going and used < kept:
@@ -213,15 +285,16 @@ class TransformersEngine:
                 if rejected is not None and used == kept:
                     forbid[row] = rejected
             mask[b, mask.shape[1] - width + 1 + used :] = 0
-            self.speculation.add(len(draft), used)
+            if b not in sure:
+                self.speculation.add(len(draft), used)
             picked.append(out[b, used])
             positions.append(next_pos[b] + 1 + used)
         return torch.stack(picked), torch.stack(positions), keep
 
-    def _finish_rows(self, rows, out_ids, active, keep, cache, mask, params, *aligned):
+    def _finish_rows(self, rows, out_ids, active, keep, cache, mask, publish: bool, *aligned):
         """Drop the finished rows (batch positions not in `keep`) from the batch, publishing
         their KV first when asked to; returns the mask and `aligned` tensors cut to `keep`."""
-        if params.cache_output:
+        if publish:
             for b in sorted(set(range(len(active))) - set(keep)):
                 # The cache holds the prompt and every output token but the last (never fed).
                 self._publish(rows[active[b]] + out_ids[active[b]][:-1], cache, mask, b, known=len(rows[active[b]]))
@@ -291,7 +364,7 @@ class TransformersEngine:
         values = torch.stack([layer.values[b][:, where] for layer in cache.layers])
         self.prefix_cache.publish(ids[:full], keys, values, known_tokens=known)
 
-    def _completion(self, prompt_ids, ids, logprobs, finish, stop, cached: int) -> Completion:
+    def _completion(self, prompt_ids, ids, logprobs, finish, stop, cached: int, trials: int) -> Completion:
         visible = [t for t in ids if t not in self._eos]
         text, matched = cut_at_stop(self.tokenizer.decode(visible, skip_special_tokens=True), stop)
         return Completion(
@@ -303,6 +376,7 @@ class TransformersEngine:
             prompt_tokens=len(prompt_ids),
             completion_tokens=len(ids),
             cached_tokens=cached,
+            trial_tokens=trials,
         )
 
     def score(self, prompt: Prompt, continuation: str) -> float:

@@ -107,7 +107,8 @@ class Rollouts:
             attempt.completion_tokens += completion.completion_tokens
             attempt.cached_tokens += completion.cached_tokens
             attempt.logprob += sum(completion.logprobs)
-            attempt.flops = self.info.flops(attempt.tokens - attempt.cached_tokens)
+            # Cautious decoding's trials were computed too.
+            attempt.flops += self.info.flops(completion.prompt_tokens - completion.cached_tokens + completion.completion_tokens + completion.trial_tokens)
             out[i] = completion
         self.ctx.emit({"type": "generated", "round": round_, "questions": len(live), "tokens": sum(c.completion_tokens for c in out.values())})
         return out

@@ -127,6 +127,7 @@ class Task:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    trial_tokens: int = 0  # cautious decoding's trials: compute, not output
     checks: int = 0
     solution: str | None = None  # the body that verified
     verdict: Verdict | None = None  # the solution's, or a checker error that ends the search
@@ -159,6 +160,7 @@ class Task:
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.cached_tokens += completion.cached_tokens
+        self.trial_tokens += completion.trial_tokens
 
 
 def sample(
@@ -230,7 +232,7 @@ def attempt_of(task: Task, strategy: str, model_id: str, flops_per_token: int, s
         prompt_tokens=task.prompt_tokens,
         completion_tokens=task.completion_tokens,
         cached_tokens=task.cached_tokens,
-        flops=flops_per_token * (task.prompt_tokens + task.completion_tokens - task.cached_tokens),
+        flops=flops_per_token * (task.prompt_tokens + task.completion_tokens - task.cached_tokens + task.trial_tokens),
         seconds=time.monotonic() - task.started,
         finish_reason="answered" if solved else ("error" if verdict.status == "error" else "budget"),
         verdict=verdict,

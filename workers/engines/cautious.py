@@ -1,0 +1,129 @@
+"""Cautious next-token prediction (Wang et al., "Cautious Next Token Prediction", ACL
+Findings 2025).
+
+Most steps of a generation are easy: the next-token distribution is sharp and any decoder
+picks the same token. At the few steps where it is flat (entropy above `entropy` nats) the
+engine instead samples several trial continuations from that step, each running to the next
+punctuation mark (or `span_tokens`), and keeps the trial whose tokens the model finds most
+likely (lowest perplexity). The flatter the distribution, the more trials: 1 + entropy /
+threshold of them, capped at `max_trials`. Elsewhere decoding is unchanged.
+
+The trials run on a copy of the uncertain rows' KV cache; the kept trial is then fed to the
+main batch like an accepted speculative draft, so the batch's cache and logprobs stay exact.
+Every trial token is extra compute (the kept trial is computed again in the batch), reported
+in `Completion.trial_tokens` and counted in FLOPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+PUNCTUATION = ".,;:!?\n"
+
+
+@dataclass(frozen=True)
+class CautiousSpec:
+    entropy: float = 0.0  # nats; steps whose next-token entropy exceeds it branch; 0 turns CNTP off
+    max_trials: int = 4
+    span_tokens: int = 16  # longest trial, when no punctuation ends it first
+    temperature: float = 1.0  # trials of a greedy request are sampled at this temperature
+
+    def __post_init__(self) -> None:
+        if self.entropy < 0:
+            raise ValueError(f"cautious entropy threshold must be >= 0 nats, got {self.entropy}")
+        if not 2 <= self.max_trials <= 32 or not 1 <= self.span_tokens <= 128 or self.temperature <= 0:
+            raise ValueError("cautious max_trials must be 2-32, span_tokens 1-128 and temperature > 0")
+
+    @property
+    def on(self) -> bool:
+        return self.entropy > 0
+
+    def trials(self, entropy: float) -> int:
+        """Trials at a step of this entropy: 0 below the threshold, then more the flatter it is."""
+        if entropy <= self.entropy:
+            return 0
+        return min(self.max_trials, 1 + int(entropy / self.entropy))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CautionStats:
+    steps: int = 0  # decode steps seen
+    branched: int = 0  # steps that ran trials
+    trial_tokens: int = 0  # tokens generated in trials (kept or not)
+
+    @property
+    def branch_rate(self) -> float:
+        return self.branched / self.steps if self.steps else 0.0
+
+
+def boundary_tokens(tokenizer, eos: set[int]) -> torch.Tensor:
+    """A vocabulary-sized mask of the tokens that end a trial: any containing punctuation, and EOS."""
+    ends = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for token, text in enumerate(tokenizer.batch_decode([[t] for t in range(len(tokenizer))])):
+        ends[token] = any(p in text for p in PUNCTUATION)
+    ends[list(eos)] = True
+    return ends
+
+
+def entropies(logprobs: torch.Tensor) -> torch.Tensor:
+    return -(logprobs.exp() * logprobs).sum(-1)
+
+
+def explore(model, cache, mask, next_pos, logits, branches: dict[int, int], temperature: float, span: int, ends, generator) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Run `branches[b]` trials for each batch position b from its current state (the cache up
+    to the step, and `logits` for the step) and return each position's lowest-perplexity
+    trial, and the tokens its trials generated in all. The batch's own cache is left untouched."""
+    owners = [b for b, n in branches.items() for _ in range(n)]
+    trials, logprobs = sample_trials(model, cache, mask, next_pos, logits, owners, temperature, span, ends, generator)
+    spent = dict.fromkeys(branches, 0)
+    for b, trial in zip(owners, trials):
+        spent[b] += len(trial)
+    return lowest_perplexity(owners, trials, logprobs), spent
+
+
+@torch.inference_mode()
+def sample_trials(model, cache, mask, next_pos, logits, owners: list[int], temperature: float, span: int, ends, generator):
+    """One trial per entry of `owners` (a batch position; repeated for several trials), each
+    sampled until a token in `ends` or `span` tokens; returns the trials' tokens and their
+    per-token log-probabilities under the model (untempered)."""
+    from transformers import DynamicCache
+
+    index = torch.tensor(owners)
+    trial_cache = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        trial_cache.update(layer.keys[index], layer.values[index], i)
+    trial_mask, position, step_logits = mask[index], next_pos[index], logits[index]
+    tokens: list[list[int]] = [[] for _ in owners]
+    logprobs: list[list[float]] = [[] for _ in owners]
+    running = torch.ones(len(owners), dtype=torch.bool)
+    for _ in range(span):
+        picked = torch.multinomial(torch.softmax(step_logits.float() / temperature, dim=-1), 1, generator=generator).squeeze(-1)
+        step_lp = torch.log_softmax(step_logits.float(), dim=-1).gather(-1, picked[:, None]).squeeze(-1)
+        for t in running.nonzero().squeeze(-1).tolist():
+            tokens[t].append(int(picked[t]))
+            logprobs[t].append(float(step_lp[t]))
+        running &= ~ends[picked]
+        if not running.any():
+            break
+        trial_mask = torch.cat([trial_mask, torch.ones(len(owners), 1, dtype=trial_mask.dtype)], dim=1)
+        step_logits = model(input_ids=picked[:, None], attention_mask=trial_mask, position_ids=position, past_key_values=trial_cache).logits[:, -1, :]
+        position = position + 1
+    return tokens, logprobs
+
+
+def lowest_perplexity(owners: list[int], trials: list[list[int]], logprobs: list[list[float]]) -> dict[int, list[int]]:
+    """Each owner's trial with the lowest perplexity (highest mean log-probability); the first on ties."""
+    best: dict[int, int] = {}
+    for t, b in enumerate(owners):
+        if b not in best or _mean(logprobs[t]) > _mean(logprobs[best[b]]):
+            best[b] = t
+    return {b: trials[t] for b, t in best.items()}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
