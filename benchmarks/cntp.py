@@ -3,7 +3,8 @@
 Problems: the `reasoning-gym` set of benchmarks/accuracy.py (fixed seed). Both arms run the
 same per-sample method (PAL by default: the best of the embedded model's methods here) on one
 engine, batched, greedy unless --temperature is given; the cautious arm switches CNTP on
-(trials at steps whose next-token entropy is above --entropy nats). Tokens are reported as
+through the strategy's `cautious_entropy` parameter (trials at steps whose next-token
+entropy is above --entropy nats; the engine's --trials and --span apply). Tokens are reported as
 output tokens and as computed tokens (output + every trial token: the kept trial is computed
 again as output), since CNTP buys
 its accuracy with extra compute. Ends with one JSON object: the accuracy of each arm, the
@@ -47,13 +48,14 @@ def main() -> None:
     problems = load_problems(list(TASKS), args.per_task, args.seed)
     questions = [p["entry"]["question"] for p in problems]
     references = [str(p["entry"]["answer"]) for p in problems]
-    engine = TransformersEngine(max_batch=64)
-    arms = {"plain": CautiousSpec(), "cautious": CautiousSpec(args.entropy, args.trials, args.span)}
-    params = {"method": args.method, "temperature": args.temperature, "seed": args.seed, "max_tokens_per_call": args.max_tokens}
+    spec = CautiousSpec(0.0, args.trials, args.span)
+    engine = TransformersEngine(max_batch=64, cautious=spec)
+    arms = {"plain": 0.0, "cautious": args.entropy}
     results = {}
     with Progress(console=console) as progress:
-        for arm, spec in arms.items():
-            engine.cautious, engine.caution = spec, CautionStats()
+        for arm, entropy in arms.items():
+            engine.caution = CautionStats()
+            params = {"temperature": args.temperature, "seed": args.seed, "max_tokens_per_call": args.max_tokens, "cautious_entropy": entropy}
             bar = progress.add_task(arm, total=len(questions))
             attempts, began = [], time.monotonic()
             for start in range(0, len(questions), args.batch):
@@ -80,7 +82,7 @@ def main() -> None:
                 "problems": len(questions),
                 "method": args.method,
                 "temperature": args.temperature,
-                "cautious": arms["cautious"].to_dict(),
+                "cautious": {**spec.to_dict(), "entropy": args.entropy},
                 "arms": results,
                 "ratio": round(cautious["accuracy"] / plain["accuracy"], 3) if plain["accuracy"] else None,
                 "ratio_of": "cautious / plain accuracy (None: plain scored 0)",

@@ -3,6 +3,8 @@ engine's output with it on (exact logprobs, trial compute reported) and off."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -55,17 +57,11 @@ def test_trials_end_at_punctuation_and_report_the_models_own_logprobs(engine):
 @pytest.mark.slow
 def test_cautious_decoding_branches_keeps_exact_logprobs_and_counts_the_trials(engine):
     params = SamplingParams(max_tokens=60, seed=7)
-    before = engine.cautious
-    try:
-        engine.cautious = CautiousSpec(entropy=100.0)  # never above: plain greedy
-        [[unbranched]] = engine.generate([QUESTION], params)
-        engine.cautious = CautiousSpec()
-        [[plain]] = engine.generate([QUESTION], params)
-        engine.cautious = CautiousSpec(entropy=0.5, max_trials=3, span_tokens=8)
-        branched = engine.caution.branched
-        [[cautious]] = engine.generate([QUESTION], params)
-    finally:
-        engine.cautious = before
+    assert not engine.cautious.on  # the tier's setting; each call below sets its own threshold
+    [[plain]] = engine.generate([QUESTION], params)
+    [[unbranched]] = engine.generate([QUESTION], replace(params, cautious_entropy=100.0))  # never above it
+    branched = engine.caution.branched
+    [[cautious]] = engine.generate([QUESTION], replace(params, cautious_entropy=0.5))
 
     assert unbranched.token_ids == plain.token_ids and unbranched.trial_tokens == 0
     assert engine.caution.branched > branched and cautious.trial_tokens > 0

@@ -2,6 +2,9 @@
 test double that replays written model turns; the sandbox and verifier are the real ones.
 End-to-end behaviour with the real model is in test_e2e.py."""
 
+import pytest
+
+from plait.errors import InvalidInput
 from workers.engines.base import Completion, EngineInfo, SamplingParams, cut_at_stop
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
@@ -119,6 +122,28 @@ def test_cot_reads_the_boxed_answer_and_counts_flops():
     assert attempt.answer == "4" and attempt.tool_calls == []
     assert attempt.flops == 2 * 1000 * attempt.tokens
     assert attempt.verdict.status == "verified"  # substituted into the equation
+
+
+class CautiousScriptedEngine(ScriptedEngine):
+    """Test double: as ScriptedEngine, each completion reporting 5 cautious-decoding trial tokens."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        for (completion,) in out:
+            completion.trial_tokens = 5
+        return out
+
+
+def test_cautious_decoding_is_a_strategy_option_and_its_trials_are_charged_as_flops():
+    q = "Solve for x: 2*x = 8"
+    engine = CautiousScriptedEngine({q: ["Divide by 2: \\boxed{4}"] * 2})
+    (attempt,) = make_strategy("majority", {"method": "cot", "samples": 2, "cautious_entropy": 2.0}).run([q], RunContext(engine))
+    assert [params.cautious_entropy for _, params in engine.calls] == [2.0]  # handed to the method's batched call
+    assert attempt.flops == 2 * 1000 * (attempt.tokens + 2 * 5)
+    (plain,), engine, _ = run("cot", {q: ["Divide by 2: \\boxed{4}"]})
+    assert engine.calls[0][1].cautious_entropy is None  # the tier decides
+    with pytest.raises(InvalidInput, match="cautious_entropy must be >= 0"):
+        make_strategy("pal", {"cautious_entropy": -1})
 
 
 def test_unknown_strategy_and_parameters_are_named():

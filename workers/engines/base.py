@@ -38,10 +38,15 @@ class SamplingParams:
     # send the conversation back extended (a ToRA tool round): the next call then prefills
     # only what was added. Prompts are published regardless.
     cache_output: bool = False
+    # Cautious next-token prediction for this call: its entropy threshold in nats (0: off), the
+    # engine's other CNTP settings applying; None: the engine's own setting. Local engines only.
+    cautious_entropy: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.cautious_entropy is not None and self.cautious_entropy < 0:
+            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

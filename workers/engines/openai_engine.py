@@ -81,6 +81,8 @@ class OpenAIEngine:
         return list(self._pool.map(lambda p: self._generate_one(p, params), prompts))
 
     def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        if params.cautious_entropy:
+            raise EngineError(f"cautious decoding runs in transformers engines only; {self.base_url} cannot: drop cautious_entropy for this tier")
         body = {
             "model": self.model,
             "max_tokens": params.max_tokens,

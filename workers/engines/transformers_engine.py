@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +167,8 @@ class TransformersEngine:
             constraints = [JsonSchemaConstraint(self.tokenizer, params.json_schema, self._eos) for _ in rows]
         # Drafts are off under a schema: a copied token may be one the schema forbids.
         speculate = self.speculative.on and constraints is None
-        cautious = self.cautious.on and constraints is None
+        caution = self.cautious if params.cautious_entropy is None else replace(self.cautious, entropy=params.cautious_entropy)
+        cautious = caution.on and constraints is None
 
         out_ids: list[list[int]] = [[] for _ in rows]
         out_lp: list[list[float]] = [[] for _ in rows]
@@ -195,7 +197,7 @@ class TransformersEngine:
                     logits[b, forbid.pop(row)] = float("-inf")
             chosen = _pick(logits, params, generator)
             if cautious:
-                chosen = self._caution(cache, mask, next_pos, logits, logprobs, active, chosen, forced, trial_tokens, params, generator)
+                chosen = self._caution(caution, cache, mask, next_pos, logits, logprobs, active, chosen, forced, trial_tokens, params, generator)
             keep = [b for b, row in enumerate(active) if take(row, int(chosen[b]), float(logprobs[b, chosen[b]]))]
             if len(keep) < len(active):
                 cut = self._finish_rows(rows, out_ids, active, keep, cache, mask, publish, next_pos, chosen)
@@ -244,17 +246,17 @@ class TransformersEngine:
             self._completion(rows[i], out_ids[i], out_lp[i], finish[i], params.stop, cached[i], trial_tokens[i]) for i in range(len(rows))
         ]
 
-    def _caution(self, cache, mask, next_pos, logits, logprobs, active, chosen, forced, trial_tokens, params, generator):
+    def _caution(self, spec, cache, mask, next_pos, logits, logprobs, active, chosen, forced, trial_tokens, params, generator):
         """CNTP (workers.engines.cautious): each row at an uncertain step takes the first token
         of its best trial instead of `chosen`, and the rest of that trial is queued in `forced`."""
         self.caution.steps += len(active)
-        branches = {b: n for b, h in enumerate(entropies(logprobs).tolist()) if (n := self.cautious.trials(h))}
+        branches = {b: n for b, h in enumerate(entropies(logprobs).tolist()) if (n := spec.trials(h))}
         if not branches:
             return chosen
         if self._trial_ends is None:
             self._trial_ends = boundary_tokens(self.tokenizer, self._eos)
-        temperature = self.cautious.temperature if params.greedy else params.temperature
-        best, spent = explore(self.model, cache, mask, next_pos, logits, branches, temperature, self.cautious.span_tokens, self._trial_ends, generator)
+        temperature = spec.temperature if params.greedy else params.temperature
+        best, spent = explore(self.model, cache, mask, next_pos, logits, branches, temperature, spec.span_tokens, self._trial_ends, generator)
         self.caution.branched += len(branches)
         self.caution.trial_tokens += sum(spent.values())
         chosen = chosen.clone()

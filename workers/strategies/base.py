@@ -40,10 +40,13 @@ class SamplingConfig:
     top_p: float = 1.0
     seed: int | None = None
     max_tokens_per_call: int = 384
+    cautious_entropy: float | None = None  # CNTP threshold in nats (0: off); None: the tier's setting
 
     def __post_init__(self) -> None:
         if self.max_tokens_per_call < 1:
             raise ValueError("max_tokens_per_call must be >= 1")
+        if self.cautious_entropy is not None and self.cautious_entropy < 0:
+            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
 
 
 class Rollouts:
@@ -98,6 +101,7 @@ class Rollouts:
             stop=stop,
             seed=None if self.sampling.seed is None else self.sampling.seed + round_,
             cache_output=continues,
+            cautious_entropy=self.sampling.cautious_entropy,
         )
         results = self.ctx.engine.generate([p for _, p in live], params)
         out = {}

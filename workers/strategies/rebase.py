@@ -221,6 +221,7 @@ class Rebase(SearchConfig):
                 stop=steps.stop,
                 seed=None if self.seed is None else self.seed + depth,
                 cache_output=True,  # the next depth extends these paths
+                cautious_entropy=self.cautious_entropy,
             )
             outputs = ctx.engine.generate([steps.prompt(t.question, node.text) for t, node in jobs], params)
             children = []

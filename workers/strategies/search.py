@@ -32,6 +32,7 @@ class SearchConfig:
     top_p: float = 1.0
     seed: int | None = None
     max_tokens_per_call: int = 384
+    cautious_entropy: float | None = None  # CNTP threshold in nats (0: off); None: the tier's setting
     method_params: dict = field(default_factory=dict)  # e.g. {"max_tool_calls": 2} for tora
     reward: str = "lm"
     judge: dict | None = None  # reward "prm" on another server: {"base_url": ..., "model": ...}
@@ -43,7 +44,9 @@ class SearchConfig:
             raise ValueError(f"samples must be 1-4096, got {self.samples}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        reserved = {"temperature", "top_p", "seed", "max_tokens_per_call"} & set(self.method_params)
+        if self.cautious_entropy is not None and self.cautious_entropy < 0:
+            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
+        reserved = {"temperature", "top_p", "seed", "max_tokens_per_call", "cautious_entropy"} & set(self.method_params)
         if reserved:
             raise ValueError(f"set {', '.join(sorted(reserved))} on the search strategy itself, not in method_params")
 
@@ -58,7 +61,7 @@ class SearchConfig:
         from workers.strategies import make_strategy
 
         params = {"temperature": self.temperature if temperature is None else temperature, "top_p": self.top_p}
-        params.update(seed=self.seed, max_tokens_per_call=self.max_tokens_per_call, **self.method_params)
+        params.update(seed=self.seed, max_tokens_per_call=self.max_tokens_per_call, cautious_entropy=self.cautious_entropy, **self.method_params)
         return make_strategy(self.method, params)
 
     def make_reward(self, ctx: RunContext):

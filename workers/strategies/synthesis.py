@@ -101,6 +101,7 @@ class SynthesisConfig:
     parallel: int = 4  # programs (resample) or expansions (vmcts) per spec in one engine call
     samples: int | None = None  # programs / expansions per spec; default: budget.max_samples, else 64
     check_timeout: float = 30.0  # seconds per checker call
+    cautious_entropy: float | None = None  # CNTP threshold in nats (0: off); None: the tier's setting
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
@@ -109,6 +110,8 @@ class SynthesisConfig:
             raise ValueError("program_tokens and parallel must be >= 1 and check_timeout positive")
         if self.samples is not None and self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.cautious_entropy is not None and self.cautious_entropy < 0:
+            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
 
     def sample_limit(self, budget: Budget) -> int:
         limits = [x for x in (self.samples, budget.max_samples) if x is not None]
@@ -177,6 +180,7 @@ def sample(
         stop=stop,
         seed=None if config.seed is None else config.seed + round_,
         cache_output=True,  # a path's next expansion extends what it wrote
+        cautious_entropy=config.cautious_entropy,
     )
     outputs = [c for (c,) in ctx.engine.generate([task.prompt(body) for task, body in jobs], params)]
     for (task, _), completion in zip(jobs, outputs):
