@@ -37,7 +37,7 @@ def test_the_kept_trial_is_each_owners_most_likely_per_token():
 
 
 def test_trials_end_at_punctuation_and_report_the_models_own_logprobs(engine):
-    ends = boundary_tokens(engine.tokenizer, engine._eos)
+    ends = boundary_tokens(engine.tokenizer, engine._eos, engine.model.config.vocab_size)
     assert ends[engine.tokenizer.convert_tokens_to_ids(".")] and ends[engine.tokenizer.eos_token_id]
     assert not ends[engine.tokenizer.convert_tokens_to_ids("hello")]
 

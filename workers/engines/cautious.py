@@ -61,9 +61,10 @@ class CautionStats:
         return self.branched / self.steps if self.steps else 0.0
 
 
-def boundary_tokens(tokenizer, eos: set[int]) -> torch.Tensor:
-    """A vocabulary-sized mask of the tokens that end a trial: any containing punctuation, and EOS."""
-    ends = torch.zeros(len(tokenizer), dtype=torch.bool)
+def boundary_tokens(tokenizer, eos: set[int], vocab_size: int) -> torch.Tensor:
+    """A mask over the model's `vocab_size` logits of the tokens that end a trial: any containing
+    punctuation, and EOS (ids past the tokenizer's, padding in some models, end nothing)."""
+    ends = torch.zeros(max(vocab_size, len(tokenizer)), dtype=torch.bool)
     for token, text in enumerate(tokenizer.batch_decode([[t] for t in range(len(tokenizer))])):
         ends[token] = any(p in text for p in PUNCTUATION)
     ends[list(eos)] = True

@@ -254,7 +254,7 @@ class TransformersEngine:
         if not branches:
             return chosen
         if self._trial_ends is None:
-            self._trial_ends = boundary_tokens(self.tokenizer, self._eos)
+            self._trial_ends = boundary_tokens(self.tokenizer, self._eos, self.model.config.vocab_size)
         temperature = spec.temperature if params.greedy else params.temperature
         best, spent = explore(self.model, cache, mask, next_pos, logits, branches, temperature, spec.span_tokens, self._trial_ends, generator)
         self.caution.branched += len(branches)
