@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -27,7 +25,8 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cluster import free_port
+from orchestrator.cluster import RedisServer
+from plait.errors import MissingDependency
 from workers.engines.base import SamplingParams, chat
 from workers.engines.transformers_engine import TransformersEngine
 from workers.kvcache import CacheSpec, open_prefix_cache
@@ -55,29 +54,17 @@ def redis_url(given: str | None):
     if given:
         yield given
         return
-    if not shutil.which("redis-server"):
-        yield None
-        return
-    port = free_port()
     with tempfile.TemporaryDirectory() as directory:
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
-            stdout=subprocess.DEVNULL,
-        )
+        server = RedisServer(directory, appendonly=False)
         try:
-            import redis
-
-            client = redis.Redis(port=port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
+            server.start()
+        except MissingDependency:
+            yield None
+            return
+        try:
+            yield server.url
         finally:
-            server.terminate()
-            server.wait()
+            server.stop()
 
 
 def main() -> None:

@@ -59,18 +59,13 @@ def up(config: Config, num_cpus: int | None = None) -> tuple[ClusterState, bool]
     running = read_state()
     if running:
         return running, False
-    redis_bin, ray_bin = shutil.which("redis-server"), str(Path(sys.executable).with_name("ray"))
-    if redis_bin is None:
-        raise MissingDependency("redis-server is not installed: `apt-get install redis-server` (or `make test` installs it)")
-    ensure_ray_token()
+    ray_bin = str(Path(sys.executable).with_name("ray"))
     directory = state_path().parent
-    directory.mkdir(parents=True, exist_ok=True)
     redis_port, ray_port = free_port(), free_port()
-    redis = _spawn(
-        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", "",
-         "--dir", str(directory), "--daemonize", "no"],
-        directory / "redis.log",
-    )
+    redis_cmd = redis_argv(redis_port, directory)
+    ensure_ray_token()
+    directory.mkdir(parents=True, exist_ok=True)
+    redis = _spawn(redis_cmd, directory / "redis.log")
     ray_cmd = [ray_bin, "start", "--head", "--block", "--port", str(ray_port), "--ray-client-server-port", str(free_port()),
                "--include-dashboard=false", "--disable-usage-stats",
                "--resources", json.dumps(tier_resources(config))]
@@ -120,6 +115,77 @@ def _listening(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def redis_argv(port: int, directory: Path, appendonly: bool = True) -> list[str]:
+    """A foreground redis-server on loopback, persisting (when asked) to an append-only file in
+    `directory` and never to RDB snapshots."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise MissingDependency("redis-server is not installed: `apt-get install redis-server` (or `make test` installs it)")
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes" if appendonly else "no",
+            "--dir", str(directory), "--daemonize", "no"]  # fmt: skip
+
+
+class RedisServer:
+    """A throwaway redis-server owned by this process (tests, benchmarks), restartable on the
+    same port and data directory."""
+
+    def __init__(self, directory: str | Path, port: int | None = None, appendonly: bool = True) -> None:
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def _log(self) -> Path:
+        return self.directory / "redis.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        import redis
+
+        command = redis_argv(self.port, self.directory, self.appendonly)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1, retry=None)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    raise PlaitError(f"redis-server exited ({self._process.returncode}): {self._log.read_text()}")
+                try:
+                    # PING answers only once the AOF is loaded; until then Redis says LOADING.
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise PlaitError(f"redis-server on port {self.port} did not answer PING in {timeout} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Graceful shutdown: SIGTERM makes Redis flush its AOF before exiting."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 def free_port() -> int:

@@ -59,7 +59,7 @@ def redis_server(tmp_path_factory):
     """One redis-server (AOF on) on a free loopback port for the whole session."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make test installs it)")
-    from redis_server import RedisServer
+    from orchestrator.cluster import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
