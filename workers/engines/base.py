@@ -45,8 +45,7 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if self.cautious_entropy is not None and self.cautious_entropy < 0:
-            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
+        check_cautious_entropy(self.cautious_entropy)
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -69,6 +68,12 @@ class SamplingParams:
         return self.temperature == 0
 
 
+def check_cautious_entropy(value: float | None) -> None:
+    """The rule for a per-call CNTP threshold, wherever one is accepted (None: the engine's)."""
+    if value is not None and value < 0:
+        raise ValueError(f"cautious_entropy must be >= 0 nats, got {value}")
+
+
 @dataclass
 class Completion:
     text: str  # generated text, cut before the stop string that ended it
@@ -86,6 +91,12 @@ class Completion:
     # Tokens cautious decoding generated in trials: computed on top of the output (the kept
     # trial is computed again as output, so every trial token is extra compute).
     trial_tokens: int = 0
+
+    @property
+    def computed_tokens(self) -> int:
+        """Tokens the model ran for this completion, what FLOPs are charged for: the prompt
+        past its cached prefix, the output, and cautious decoding's trials."""
+        return self.prompt_tokens - self.cached_tokens + self.completion_tokens + self.trial_tokens
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -169,6 +169,7 @@ class TransformersEngine:
         speculate = self.speculative.on and constraints is None
         caution = self.cautious if params.cautious_entropy is None else replace(self.cautious, entropy=params.cautious_entropy)
         cautious = caution.on and constraints is None
+        inv_freq = inverse_frequencies(self.model) if self.sinks.on else None
 
         out_ids: list[list[int]] = [[] for _ in rows]
         out_lp: list[list[float]] = [[] for _ in rows]
@@ -216,8 +217,8 @@ class TransformersEngine:
                 for b, draft in zip(guess, proposed):
                     drafts[b] = draft
             width = 1 + max(len(d) for d in drafts)
-            if self.sinks.on:
-                fitted = compact(cache, mask, self.sinks, inverse_frequencies(self.model), width)
+            if inv_freq is not None:
+                fitted = compact(cache, mask, self.sinks, inv_freq, width)
                 if fitted is not None:
                     mask, dropped = fitted
                     next_pos = mask.sum(-1, keepdim=True)

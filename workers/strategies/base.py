@@ -10,7 +10,7 @@ from typing import Callable, Protocol
 
 from tools.sandbox import ExecResult, SandboxLimits, run_python
 from verifiers import math as math_verifier
-from workers.engines.base import Completion, Engine, Prompt, SamplingParams
+from workers.engines.base import Completion, Engine, Prompt, SamplingParams, check_cautious_entropy
 from workers.strategies.answers import last_output_line
 from workers.types import Attempt, Budget, ToolCall
 
@@ -45,8 +45,7 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if self.max_tokens_per_call < 1:
             raise ValueError("max_tokens_per_call must be >= 1")
-        if self.cautious_entropy is not None and self.cautious_entropy < 0:
-            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
+        check_cautious_entropy(self.cautious_entropy)
 
 
 class Rollouts:
@@ -111,8 +110,7 @@ class Rollouts:
             attempt.completion_tokens += completion.completion_tokens
             attempt.cached_tokens += completion.cached_tokens
             attempt.logprob += sum(completion.logprobs)
-            # Cautious decoding's trials were computed too.
-            attempt.flops += self.info.flops(completion.prompt_tokens - completion.cached_tokens + completion.completion_tokens + completion.trial_tokens)
+            attempt.flops += self.info.flops(completion.computed_tokens)
             out[i] = completion
         self.ctx.emit({"type": "generated", "round": round_, "questions": len(live), "tokens": sum(c.completion_tokens for c in out.values())})
         return out

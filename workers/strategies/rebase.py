@@ -173,7 +173,7 @@ class _Tree:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    trial_tokens: int = 0  # cautious decoding's trials: compute, not output
+    computed_tokens: int = 0  # what FLOPs are charged for (Completion.computed_tokens)
 
     @property
     def finished(self) -> list[Node]:
@@ -234,7 +234,7 @@ class Rebase(SearchConfig):
                 tree.prompt_tokens += completion.prompt_tokens
                 tree.completion_tokens += completion.completion_tokens
                 tree.cached_tokens += completion.cached_tokens
-                tree.trial_tokens += completion.trial_tokens
+                tree.computed_tokens += completion.computed_tokens
                 if tree.tokens_left is not None:
                     tree.tokens_left -= completion.completion_tokens
                 children.append((tree, child))
@@ -293,7 +293,7 @@ class Rebase(SearchConfig):
             completion_tokens=tree.completion_tokens,
             cached_tokens=tree.cached_tokens,
             logprob=best.logprob if best else 0.0,
-            flops=info.flops(tree.prompt_tokens + tree.completion_tokens - tree.cached_tokens + tree.trial_tokens),
+            flops=info.flops(tree.computed_tokens),
             finish_reason="answered" if best and best.answer is not None else "no_answer",
             search={
                 "strategy": self.name,

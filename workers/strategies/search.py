@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from verifiers import math as math_verifier
+from workers.engines.base import check_cautious_entropy
 from workers.strategies.base import RunContext
 from workers.strategies.rewards import REWARDS, Candidate, make_reward
 from workers.types import Attempt, Budget
@@ -44,8 +45,7 @@ class SearchConfig:
             raise ValueError(f"samples must be 1-4096, got {self.samples}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        if self.cautious_entropy is not None and self.cautious_entropy < 0:
-            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
+        check_cautious_entropy(self.cautious_entropy)
         reserved = {"temperature", "top_p", "seed", "max_tokens_per_call", "cautious_entropy"} & set(self.method_params)
         if reserved:
             raise ValueError(f"set {', '.join(sorted(reserved))} on the search strategy itself, not in method_params")

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from verifiers.programs import LANGUAGES, verify_program
 from verifiers.types import Checker, Verdict
-from workers.engines.base import Completion, SamplingParams
+from workers.engines.base import Completion, SamplingParams, check_cautious_entropy
 from workers.strategies.base import RunContext
 from workers.strategies.prompts import FewShot
 from workers.types import Attempt, Budget
@@ -110,8 +110,7 @@ class SynthesisConfig:
             raise ValueError("program_tokens and parallel must be >= 1 and check_timeout positive")
         if self.samples is not None and self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.cautious_entropy is not None and self.cautious_entropy < 0:
-            raise ValueError(f"cautious_entropy must be >= 0 nats, got {self.cautious_entropy}")
+        check_cautious_entropy(self.cautious_entropy)
 
     def sample_limit(self, budget: Budget) -> int:
         limits = [x for x in (self.samples, budget.max_samples) if x is not None]
@@ -130,7 +129,7 @@ class Task:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    trial_tokens: int = 0  # cautious decoding's trials: compute, not output
+    computed_tokens: int = 0  # what FLOPs are charged for (Completion.computed_tokens)
     checks: int = 0
     solution: str | None = None  # the body that verified
     verdict: Verdict | None = None  # the solution's, or a checker error that ends the search
@@ -163,7 +162,7 @@ class Task:
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.cached_tokens += completion.cached_tokens
-        self.trial_tokens += completion.trial_tokens
+        self.computed_tokens += completion.computed_tokens
 
 
 def sample(
@@ -236,7 +235,7 @@ def attempt_of(task: Task, strategy: str, model_id: str, flops_per_token: int, s
         prompt_tokens=task.prompt_tokens,
         completion_tokens=task.completion_tokens,
         cached_tokens=task.cached_tokens,
-        flops=flops_per_token * (task.prompt_tokens + task.completion_tokens - task.cached_tokens + task.trial_tokens),
+        flops=flops_per_token * task.computed_tokens,
         seconds=time.monotonic() - task.started,
         finish_reason="answered" if solved else ("error" if verdict.status == "error" else "budget"),
         verdict=verdict,
