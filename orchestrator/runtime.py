@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,7 +48,20 @@ def tier_resources(config: Config, amount: float = 1000) -> dict[str, float]:
     return {tier_resource(tier): amount for tier in config.tiers}
 
 
+# Ray starts gcs_server and raylet with PR_SET_PDEATHSIG=SIGKILL, which the kernel fires when
+# the *thread* that forked them exits. Whichever thread asks first (a job thread, an HTTP
+# request's pool thread), ray.init runs on this one, which lives as long as the process.
+_RAY_OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-ray-owner")
+
+
 def init_ray(config: Config) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        _RAY_OWNER.submit(_init_ray, config).result()
+
+
+def _init_ray(config: Config) -> None:
     import ray
 
     if ray.is_initialized():
