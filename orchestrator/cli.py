@@ -366,6 +366,40 @@ def engine_serve(
     uvicorn.run(create_app(engine, api_key=key), host=host, port=port, log_level="warning")
 
 
+@engine_app.command("install")
+def engine_install(
+    models: Annotated[bool, typer.Option("--models/--no-models", help="Also prepare the embedded models (assemble the large one, convert the small one).")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Build llama-server again even if it is built.")] = False,
+) -> None:
+    """Build the llama.cpp runtime (llama-server, from pinned sources) and prepare the embedded models."""
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from workers.engines import llamacpp_build
+    from workers.engines.embedded import embedded_model_dir
+    from workers.engines.packaged import QWEN_CODER, gguf_path
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        tasks: dict[str, int] = {}
+
+        def step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(f"llama-server {llamacpp_build.LLAMA_CPP_PYTHON}: {stage}", total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        binary = llamacpp_build.install(step, force=force)
+    err.print(f"llama.cpp runtime: {binary}", style="dim")
+    if not models:
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(f"assembling {QWEN_CODER.title}", total=QWEN_CODER.size)
+        large = gguf_path(QWEN_CODER, lambda done, total: progress.update(task, completed=done))
+        progress.update(task, completed=QWEN_CODER.size)
+    err.print(f"large model: {large}", style="dim")
+    small = embedded_model_dir(lambda message: err.print(message, style="dim"))
+    err.print(f"small model: {small}", style="dim")
+
+
 def _source_text(path: Path) -> str:
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist")

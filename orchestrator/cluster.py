@@ -24,7 +24,8 @@ from pathlib import Path
 from orchestrator.config import Config
 from orchestrator.runtime import RAY_ENV, ensure_ray_token, tier_resources
 from plait.errors import MissingDependency, PlaitError
-from workers.engines.embedded import cache_dir
+from tools.processes import free_port
+from workers.engines.packaged import cache_dir
 
 
 @dataclass
@@ -186,13 +187,6 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(pid: int, grace: float = 10) -> None:

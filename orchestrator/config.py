@@ -1,7 +1,7 @@
 """Configuration: one TOML file plus PLAIT_* environment variables.
 
 Lookup order for the file: --config, $PLAIT_CONFIG, ./plait.toml; no file means defaults
-(every tier on the embedded model, local Ray). Environment variables override the file:
+(two tiers on the embedded models, local Ray). Environment variables override the file:
 PLAIT_RAY_ADDRESS (or RAY_ADDRESS), PLAIT_REDIS_URL, PLAIT_CACHE_DIR.
 """
 
@@ -12,12 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plait.errors import ConfigError
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
+from planners import route
 from workers.engines import EMBEDDED_MODEL, CautiousSpec, EngineSpec, SinkSpec, SpeculativeSpec
+from workers.engines.packaged import QWEN_CODER
 from workers.kvcache import CacheSpec
 
 
@@ -38,16 +40,17 @@ class _Section(BaseModel):
 
 
 class TierConfig(_Section):
-    kind: Literal["transformers", "openai"] = "transformers"
-    model: str = EMBEDDED_MODEL
-    base_url: str = ""
+    kind: Literal["transformers", "openai", "llamacpp"] = "transformers"
+    model: str = Field(default=EMBEDDED_MODEL, description="transformers: 'smollm2-135m' or a model directory; llamacpp: a packaged model or a .gguf file")
+    base_url: str = Field(default="", description="openai: the server; llamacpp: a running llama-server (empty: plait starts one)")
     api_key_env: str = ""
     parameters: int = Field(default=0, ge=0)
     context_length: int = Field(default=0, ge=0, description="openai: the server's; transformers: a cap below the model's (0: the model's)")
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(default=600.0, gt=0, description="seconds one engine request may take")
     max_retries: int = Field(default=4, ge=0, le=20)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     threads: int = Field(default=0, ge=0)
+    parallel: int = Field(default=8, ge=1, le=64, description="llamacpp: server slots, sequences decoded together")
     num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
     # transformers: speculative decoding (greedy output unchanged, sampled distribution unchanged)
     speculative: Literal["off", "prompt_lookup", "draft_model"] = "off"
@@ -68,6 +71,11 @@ class TierConfig(_Section):
     def _consistent(self) -> "TierConfig":
         if self.kind == "openai" and not self.base_url:
             raise ValueError("an openai tier needs base_url (e.g. http://vllm:8000/v1)")
+        if self.kind != "transformers":
+            local_only = {"sink_tokens": 0, "cautious_entropy": 0.0} | ({"speculative": "off"} if self.kind == "openai" else {})
+            wrong = [name for name, off in local_only.items() if getattr(self, name) != off]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: only transformers tiers have this option, not {self.kind} tiers")
         self._decoding()  # the options' own cross-field rules, named with the tier
         return self
 
@@ -104,7 +112,7 @@ class SandboxConfig(_Section):
 
 
 class PlannerConfig(_Section):
-    tier: str | None = None  # which tier's model writes skeletons; None: the tier of difficulty 1
+    tier: str | None = None  # which tier's model writes skeletons; None: the tier of the hardest difficulty
     max_nodes: int = Field(default=8, ge=2, le=64)
     constrained: bool = True  # JSON-schema constrained decoding of the skeleton
 
@@ -132,9 +140,19 @@ class SchedulerConfig(_Section):
     max_batch: int = Field(default=16, ge=1, le=256)
 
 
+def default_tiers() -> dict[str, "TierConfig"]:
+    """Two tiers on the embedded models: the small one on transformers (where the KV cache
+    service, attention sinks and CNTP live) and the capable one on llama.cpp."""
+    return {"small": TierConfig(), "large": TierConfig(kind="llamacpp", model=QWEN_CODER.name)}
+
+
+# Difficulty -> tier, from benchmarks/routing.py's measurement (README "Routing").
+DEFAULT_ROUTING = {1: "small", 2: "large"}
+
+
 class Config(_Section):
-    tiers: dict[str, TierConfig] = Field(default_factory=lambda: {"small": TierConfig()})
-    routing: dict[int, str] = Field(default_factory=lambda: {1: "small"})
+    tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
+    routing: dict[int, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTING))
     ray: RayConfig = Field(default_factory=RayConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
@@ -142,6 +160,14 @@ class Config(_Section):
     kv_cache: KVCacheConfig = Field(default_factory=KVCacheConfig)
     redis_url: str | None = None
     cache_dir: str | None = None
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _onto_the_defaults(cls, tiers: object) -> object:
+        # A [tiers.NAME] section defines that tier; the default tiers it does not name stay.
+        if not isinstance(tiers, dict):
+            return tiers
+        return {**default_tiers(), **tiers}
 
     @model_validator(mode="after")
     def _routing_targets_exist(self) -> "Config":
@@ -158,7 +184,7 @@ class Config(_Section):
 
     @property
     def planner_tier(self) -> str:
-        return self.planner.tier or self.routing[1]
+        return self.planner.tier or route(5, self.routing)
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path | None:

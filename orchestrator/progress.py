@@ -61,6 +61,8 @@ class ProgressView:
         elif kind == "check":
             self.checks[event["status"]] = self.checks.get(event["status"], 0) + 1
             self.last = f"{event['checker']} checks: " + ", ".join(f"{n} {status}" for status, n in self.checks.items())
+        elif kind == "engine":
+            self.last = f"{event['tier']}: {event['message']}"
         elif kind == "node_retry":
             self.last = f"worker lost, retrying ({event['reason']})"
         if self.console.is_terminal:

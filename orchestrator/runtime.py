@@ -13,12 +13,12 @@ import os
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.config import Config, tier_resource
 from plait.errors import ConfigError
+from tools.processes import on_lifetime_thread
 from workers.actor import ModelWorker
 
 # Set before Ray starts from this process: no usage reporting; worker processes (the model
@@ -48,17 +48,13 @@ def tier_resources(config: Config, amount: float = 1000) -> dict[str, float]:
     return {tier_resource(tier): amount for tier in config.tiers}
 
 
-# Ray starts gcs_server and raylet with PR_SET_PDEATHSIG=SIGKILL, which the kernel fires when
-# the *thread* that forked them exits. Whichever thread asks first (a job thread, an HTTP
-# request's pool thread), ray.init runs on this one, which lives as long as the process.
-_RAY_OWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-ray-owner")
-
-
 def init_ray(config: Config) -> None:
     import ray
 
+    # Ray's daemons die with the thread that forked them: whichever thread asks first (a job
+    # thread, an HTTP request's pool thread), they are started from one that lives on.
     if not ray.is_initialized():
-        _RAY_OWNER.submit(_init_ray, config).result()
+        on_lifetime_thread(_init_ray, config)
 
 
 def _init_ray(config: Config) -> None:

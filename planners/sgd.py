@@ -20,7 +20,7 @@ from plait.errors import InvalidInput
 from planners import route
 from planners.graph import Node, SkeletonGraph
 from workers.engines.base import Engine, SamplingParams
-from workers.strategies.prompts import FewShot
+from workers.strategies.prompts import FewShot, prompt_set
 
 MAX_NODES = 8
 DEFAULT_DIFFICULTY = 3
@@ -102,6 +102,24 @@ PLANNER_PROMPT = FewShot(
 )
 
 
+# For a chat model that follows instructions: the format described, no example to copy.
+PLANNER_INSTRUCT = FewShot(
+    system=(
+        "You plan how a team of solvers answers a math problem. Reply with JSON only: "
+        '{"atomic": true|false, "reason": "...", "nodes": [{"id": "...", "question": "...", "depends_on": [...], "difficulty": 1-5}]}. '
+        "Each node asks one self-contained sub-question. A node that needs another node's answer writes {id} "
+        "where that answer goes and lists the id in depends_on. The last node answers the original problem. "
+        "Difficulty: 1 for one arithmetic step, up to 5 for a hard problem. If the problem takes a single step, "
+        "set atomic to true and give one node with the whole problem."
+    ),
+    instruction="Plan the problem above as JSON.",
+)
+
+
+def planner_prompt(model_id: str) -> FewShot:
+    return PLANNER_PROMPT if prompt_set(model_id).style == "few_shot" else PLANNER_INSTRUCT
+
+
 def plan_sgd(
     problem: str,
     engine: Engine,
@@ -114,7 +132,8 @@ def plan_sgd(
     """(graph, reason): one greedy planner call, the skeleton repaired, each node routed to a tier."""
     schema = skeleton_schema(max_nodes) if constrained else None
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, json_schema=schema)
-    ((completion, *_),) = engine.generate([PLANNER_PROMPT.prompt(problem)], params)
+    prompt = planner_prompt(engine.info().model_id)
+    ((completion, *_),) = engine.generate([prompt.prompt(problem)], params)
     nodes, reason = parse_skeleton(completion.text, problem, max_nodes)
     for node in nodes:
         node.tier = route(node.difficulty, routing)

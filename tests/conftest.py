@@ -33,9 +33,11 @@ def engine():
 
 @pytest.fixture(scope="session")
 def config():
+    """Every difficulty on the small tier (the embedded 135M model): fast, and what the
+    plumbing tests were written for. Tests of the capable tier say so."""
     from orchestrator.config import Config
 
-    return Config(ray={"num_cpus": 2})
+    return Config(routing={1: "small"}, ray={"num_cpus": 2})
 
 
 @pytest.fixture(scope="session")

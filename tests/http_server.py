@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from orchestrator.cluster import free_port
+from tools.processes import free_port
 
 
 @contextmanager

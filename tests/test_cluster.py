@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.job import Result
 from orchestrator.runtime import RAY_ENV, ensure_ray_token
-from orchestrator.cluster import free_port
+from tools.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
 

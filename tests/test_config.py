@@ -2,18 +2,32 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import Config, load_config
+from orchestrator.config import DEFAULT_ROUTING, Config, load_config
+from planners import route
 from plait.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "deploy" / "plait.example.toml"
 
 
-def test_defaults_route_everything_to_the_embedded_model(monkeypatch, tmp_path):
+def test_defaults_are_two_tiers_on_the_embedded_models(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PLAIT_CONFIG", raising=False)
     config = load_config()
-    assert config.tiers["small"].model == "smollm2-135m" and config.routing == {1: "small"}
+    small, large = config.tiers["small"].engine_spec(), config.tiers["large"].engine_spec()
+    assert (small.kind, small.model) == ("transformers", "smollm2-135m")
+    assert (large.kind, large.model) == ("llamacpp", "qwen2.5-coder-1.5b")
+    assert config.routing == DEFAULT_ROUTING and config.planner_tier == "large"
+    # A job without a planner is one node of difficulty 3: `plait solve` runs on the capable tier.
+    assert route(3, config.routing) == "large"
     assert config.ray.address is None
+
+
+def test_a_tier_section_defines_that_tier_and_keeps_the_other_defaults(tmp_path):
+    path = tmp_path / "plait.toml"
+    path.write_text('[tiers.large]\nkind = "llamacpp"\nmodel = "smollm2-135m"\nparallel = 2\n')
+    config = load_config(path)
+    assert config.tiers["large"].engine_spec().parallel == 2 and config.tiers["large"].model == "smollm2-135m"
+    assert config.tiers["small"].kind == "transformers"
 
 
 def test_the_shipped_example_is_valid():
@@ -33,7 +47,7 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "text, words",
     [
-        ('[routing]\n1 = "large"\n', "tier 'large'"),
+        ('[routing]\n1 = "huge"\n', "tier 'huge'"),
         ('[routing]\n3 = "small"\n', "difficulty 1 needs a tier"),
         ('[routing]\nhard = "small"\n', "routing"),
         ('[tiers.big]\nkind = "openai"\n', "base_url"),
@@ -45,6 +59,9 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
         ('[tiers.small]\nsink_tokens = 4\nwindow_tokens = 128\nevict_tokens = 100\n', "evict_tokens must be 1 to window_tokens/2"),
         ('[tiers.small]\ncautious_entropy = -1\n', "tiers.small.cautious_entropy"),
         ('[tiers.small]\nspeculative = "draft_model"\n', "draft_model names the draft model"),
+        ('[tiers.large]\nkind = "llamacpp"\nsink_tokens = 4\n', "only transformers tiers have this option"),
+        ('[tiers.big]\nkind = "openai"\nbase_url = "http://x/v1"\nspeculative = "prompt_lookup"\n', "speculative: only transformers"),
+        ('[tiers.large]\nkind = "llamacpp"\nparallel = 0\n', "tiers.large.parallel"),
     ],
 )
 def test_bad_config_says_what_is_wrong(tmp_path, text, words):
@@ -63,9 +80,9 @@ def test_openai_tier_becomes_an_engine_spec():
     assert (spec.kind, spec.base_url, spec.parameters) == ("openai", "http://x/v1", 7)
 
 
-def test_planner_tier_defaults_to_the_easiest_tier_and_must_exist():
+def test_planner_tier_defaults_to_the_hardest_difficultys_tier_and_must_exist():
     config = Config.model_validate({"tiers": {"a": {}, "b": {}}, "routing": {1: "a", 4: "b"}})
-    assert config.planner_tier == "a"
+    assert config.planner_tier == "b"
     assert Config.model_validate({"tiers": {"a": {}, "b": {}}, "routing": {1: "a"}, "planner": {"tier": "b"}}).planner_tier == "b"
     with pytest.raises(ValueError, match="planner.tier 'z'"):
         Config.model_validate({"tiers": {"a": {}}, "routing": {1: "a"}, "planner": {"tier": "z"}})

@@ -138,3 +138,33 @@ def test_a_program_job_searches_with_the_real_model_and_the_real_checker(client)
         assert result.verdict.checker.name == "coq" and result.verdict.checker.version
     else:
         assert result.status == "failed" and "no program verified within the budget" in result.error
+
+
+def test_the_large_tier_solves_a_word_problem_with_tools_through_ray(client, config):
+    """The capable tier as `plait solve` runs it: Qwen2.5-Coder-1.5B on plait's llama-server,
+    in its Ray worker actor, ToRA rounds through the sandbox."""
+    from orchestrator.client import Client
+    from orchestrator.config import default_tiers
+
+    large = Client(config=config.model_copy(update={"tiers": default_tiers(), "routing": {1: "large"}}), discover=False)
+    problem = (
+        "A school orders 14 boxes of markers with 24 markers in each box. It gives 9 markers to each "
+        "of 32 classrooms and keeps the rest. How many markers does it keep?"
+    )
+    try:
+        events = []
+        result = large.solve({"problem": problem, "reference": "48"}, on_event=events.append)
+    finally:
+        large.close()
+    assert result.status == "succeeded", result.error
+    (node,) = result.nodes
+    attempt = node.attempt
+    assert node.worker["tier"] == "large" and attempt.model_id == "qwen2.5-coder-1.5b"
+    # The model wrote code, it ran in the sandbox, and its output went back into the transcript.
+    ran = [call for call in attempt.tool_calls if call.result.ok]
+    assert ran and all(f"```output\n{call.result.stdout.strip()}\n```" in attempt.text for call in ran)
+    # The answer comes from the transcript's \boxed{}, and the verdict is the verifier's.
+    assert attempt.answer_source == "boxed" and result.answer == last_boxed(attempt.text)
+    assert result.verified == math_verifier.equivalent(result.answer, "48") and result.verified
+    assert any(e["type"] == "engine" and "llama-server ready" in e["message"] for e in events)
+    assert result.flops == 2 * 1_543_714_304 * (result.tokens - attempt.cached_tokens)

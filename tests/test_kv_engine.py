@@ -87,7 +87,7 @@ def test_a_tool_round_continues_from_the_kv_of_the_previous_round(engine, refere
 
 
 def test_a_dead_redis_costs_misses_not_answers(engine, reference, monkeypatch):
-    from orchestrator.cluster import free_port
+    from tools.processes import free_port
 
     prompt = chat(("system", SYSTEM), ("user", QUESTIONS[0]))
     params = SamplingParams(max_tokens=16)

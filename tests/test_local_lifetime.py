@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.cluster import free_port
+from tools.processes import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from http_server import serving
-from orchestrator.cluster import free_port
+from tools.processes import free_port
 
 from plait.errors import EngineError
 from workers.engines.base import Message, SamplingParams, chat

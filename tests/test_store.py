@@ -10,7 +10,8 @@ from orchestrator.job import IllegalTransition, Job, JobNotFound, Result
 from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
 from plait.errors import ConfigError, InvalidInput
-from orchestrator.cluster import RedisServer, free_port
+from orchestrator.cluster import RedisServer
+from tools.processes import free_port
 from verifiers.types import Checker, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]

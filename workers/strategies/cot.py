@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from workers.strategies.answers import answer_from_text
 from workers.strategies.base import RunContext, Rollouts, SamplingConfig
-from workers.strategies.prompts import COT_PROMPT
+from workers.strategies.prompts import prompt_set
 from workers.types import Attempt
 
 
@@ -18,7 +18,8 @@ class CoT(SamplingConfig):
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
         rollouts = Rollouts(questions, ctx, self.name, self)
         indices = list(range(len(questions)))
-        for i, completion in rollouts.generate(indices, [COT_PROMPT.prompt(q) for q in questions], (), 0).items():
+        prompt = prompt_set(rollouts.info.model_id).cot
+        for i, completion in rollouts.generate(indices, [prompt.prompt(q) for q in questions], (), 0).items():
             attempt = rollouts.attempts[i]
             attempt.text = completion.text
             attempt.answer, attempt.answer_source = answer_from_text(completion.text)

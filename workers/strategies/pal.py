@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from workers.strategies.answers import last_output_line
 from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output
-from workers.strategies.prompts import OUTPUT_FENCE, PAL_PROMPT
+from workers.strategies.prompts import OUTPUT_FENCE, prompt_set
 from workers.types import Attempt
 
 _OPEN = "```python\n"
@@ -21,7 +21,8 @@ class PAL(SamplingConfig):
         rollouts = Rollouts(questions, ctx, self.name, self)
         indices = list(range(len(questions)))
         # Opening the code block for the model keeps even a tiny model on task.
-        prompts = [PAL_PROMPT.prompt(q, _OPEN) for q in questions]
+        prompt = prompt_set(rollouts.info.model_id).pal
+        prompts = [prompt.prompt(q, _OPEN) for q in questions]
         programs = {}
         for i, completion in rollouts.generate(indices, prompts, ("\n```",), 0).items():
             code = completion.text.strip("\n")

@@ -1,27 +1,35 @@
-"""Few-shot prompts for the per-sample methods. Short on purpose: a 135M model copies the
-format of the examples far better than it follows instructions, and every example token is
-prefilled on every call."""
+"""Prompts for the per-sample methods, in two styles chosen by the model (`prompt_set`):
+
+* few-shot, for the embedded 135M model: short worked examples, because a model that small
+  copies the format of examples far better than it follows instructions (every example
+  token is prefilled on every call, so they stay short);
+* instruct, for every other model: a chat model that already knows tool-integrated
+  reasoning (Qwen2.5, the models vLLM serves) gets the instruction alone, in the wording
+  such models were tuned on, and no example it could copy blindly.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from workers.engines.base import Message, Prompt
+from workers.engines.packaged import SMOLLM2
 
 OUTPUT_FENCE = "```output"
 
 
 @dataclass(frozen=True)
 class FewShot:
-    system: str
-    examples: tuple[tuple[str, str], ...]  # (question, worked answer)
+    system: str  # empty: the model's own default system prompt (its chat template's)
+    examples: tuple[tuple[str, str], ...] = ()  # (question, worked answer)
+    instruction: str = ""  # follows the question in the user turn
 
     def prompt(self, question: str, partial_answer: str = "") -> Prompt:
         """Chat prompt for `question`; a non-empty partial answer is continued by the model."""
-        messages = [Message("system", self.system)]
+        messages = [Message("system", self.system)] if self.system else []
         for q, a in self.examples:
             messages += [Message("user", q), Message("assistant", a)]
-        messages.append(Message("user", question))
+        messages.append(Message("user", f"{question}\n{self.instruction}" if self.instruction else question))
         if partial_answer:
             messages.append(Message("assistant", partial_answer))
         return tuple(messages)
@@ -89,3 +97,35 @@ COT_PROMPT = FewShot(
         ),
     ),
 )
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    style: str
+    tora: FewShot
+    pal: FewShot
+    cot: FewShot
+
+
+FEW_SHOT = PromptSet("few_shot", TORA_PROMPT, PAL_PROMPT, COT_PROMPT)
+
+INSTRUCT = PromptSet(
+    "instruct",
+    tora=FewShot(
+        system="",
+        instruction="Please integrate natural language reasoning with programs to solve the problem above, "
+        "and put your final answer within \\boxed{}.",
+    ),
+    pal=FewShot(
+        system="",
+        instruction="Write a Python program that solves the problem above and prints only the final answer.",
+    ),
+    cot=FewShot(system="", instruction="Please reason step by step, and put your final answer within \\boxed{}."),
+)
+
+_FEW_SHOT_MODELS = frozenset({SMOLLM2.name})
+
+
+def prompt_set(model_id: str) -> PromptSet:
+    """The prompts for a model: few-shot for the tiny embedded model, instructions otherwise."""
+    return FEW_SHOT if model_id in _FEW_SHOT_MODELS else INSTRUCT

@@ -25,7 +25,7 @@ from verifiers import math as math_verifier
 from workers.engines.base import Completion, Prompt, SamplingParams
 from workers.strategies.answers import answer_from_text, last_boxed, last_output_line
 from workers.strategies.base import RunContext, format_output
-from workers.strategies.prompts import OUTPUT_FENCE, COT_PROMPT, PAL_PROMPT, TORA_PROMPT
+from workers.strategies.prompts import OUTPUT_FENCE, PromptSet, prompt_set
 from workers.strategies.rewards import Candidate
 from workers.strategies.search import SearchConfig, tally
 from workers.strategies.tora import CODE_STOPS, _close_block, pending_program
@@ -66,6 +66,9 @@ class _Steps:
 
     stop: tuple[str, ...] = ()
 
+    def __init__(self, prompts: PromptSet):
+        self.prompts = prompts
+
     def prompt(self, question: str, text: str) -> Prompt:
         raise NotImplementedError
 
@@ -84,7 +87,7 @@ class _CoTSteps(_Steps):
     stop = (". ", "\n")
 
     def prompt(self, question, text):
-        return COT_PROMPT.prompt(question, text)
+        return self.prompts.cot.prompt(question, text)
 
     def advance(self, node, completion):
         node.step = completion.text + (completion.stop_reason or "")
@@ -96,7 +99,7 @@ class _PALSteps(_Steps):
     stop = ("\n",)
 
     def prompt(self, question, text):
-        return PAL_PROMPT.prompt(question, _PAL_OPEN + text)
+        return self.prompts.pal.prompt(question, _PAL_OPEN + text)
 
     def advance(self, node, completion):
         line = completion.text
@@ -119,7 +122,7 @@ class _ToRASteps(_Steps):
     stop = CODE_STOPS
 
     def prompt(self, question, text):
-        return TORA_PROMPT.prompt(question, text)
+        return self.prompts.tora.prompt(question, text)
 
     def advance(self, node, completion):
         node.step = completion.text
@@ -195,9 +198,9 @@ class Rebase(SearchConfig):
             raise ValueError("max_depth must be 1-256 and step_tokens at least 1")
 
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
-        steps = STEPS[self.method]()
-        reward = self.make_reward(ctx)
         info = ctx.engine.info()
+        steps = STEPS[self.method](prompt_set(info.model_id))
+        reward = self.make_reward(ctx)
         n = self.sample_count(ctx.budget)
         trees = [_Tree(q, n, ctx.budget.max_tokens) for q in questions]
         for tree in trees:

@@ -12,7 +12,7 @@ from typing import ClassVar
 from workers.engines.base import Completion
 from workers.strategies.answers import answer_from_text, last_boxed, last_output_line
 from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output
-from workers.strategies.prompts import OUTPUT_FENCE, TORA_PROMPT
+from workers.strategies.prompts import OUTPUT_FENCE, prompt_set
 from workers.types import Attempt
 
 CODE_STOPS = (OUTPUT_FENCE, "\n```\n")
@@ -31,11 +31,12 @@ class ToRA(SamplingConfig):
 
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
         rollouts = Rollouts(questions, ctx, self.name, self)
+        prompt = prompt_set(rollouts.info.model_id).tora
         for round_ in range(self.max_tool_calls + 1):
             active = rollouts.active()
             if not active:
                 break
-            prompts = [TORA_PROMPT.prompt(questions[i], rollouts.attempts[i].text) for i in active]
+            prompts = [prompt.prompt(questions[i], rollouts.attempts[i].text) for i in active]
             programs = {}
             more = round_ < self.max_tool_calls
             for i, completion in rollouts.generate(active, prompts, CODE_STOPS, round_, continues=more).items():
@@ -55,14 +56,14 @@ class ToRA(SamplingConfig):
 
 
 def pending_program(completion: Completion) -> str | None:
-    """The program the model just finished writing and now waits to see run, if any."""
-    ended_block = completion.stop_reason in CODE_STOPS or (
-        completion.finish_reason == "stop" and completion.text.rstrip().endswith("```")
-    )
-    if not ended_block:
+    """The program the model just finished writing and now waits to see run, if any: the
+    generation stopped (at a stop string, which not every server names) right at the end of a
+    python block, closed or not, with no final answer after the block's start."""
+    if completion.finish_reason != "stop":
         return None
-    blocks = list(_BLOCK.finditer(completion.text))
-    if not blocks or last_boxed(completion.text[blocks[-1].start() :]) is not None:
+    text = completion.text.rstrip()
+    blocks = list(_BLOCK.finditer(text))
+    if not blocks or blocks[-1].end() != len(text) or last_boxed(text[blocks[-1].start() :]) is not None:
         return None
     code = blocks[-1].group(1).strip("\n")
     return code if code.strip() else None

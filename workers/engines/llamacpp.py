@@ -1,0 +1,279 @@
+"""GGUF models on CPU: llama.cpp's own server, supervised by plait.
+
+A `llamacpp` tier's worker actor starts one `llama-server` (see `llamacpp_build`) on a free
+loopback port with a fresh API key, `parallel` slots with continuous batching over one
+unified KV buffer, and its log under the cache directory. It waits for /health before the
+first call, restarts the server (with backoff, without a cap) whenever it has died, and the
+server dies with the actor.
+
+Requests go to llama.cpp's own /completion API, not its OpenAI-compatible routes, because
+only the former says which stop string ended a generation (ToRA's tool rounds and REBASE's
+steps depend on it) and returns token ids. A chat is rendered by the server's
+/apply-template with the model's own chat template, so a partial assistant turn is simply
+continued. The n samples of a search are one request (`n_cmpl`: the samples after the first
+copy its prompt KV), the prompts of a wave are concurrent requests that the slots decode
+together, and the slots' prompt cache reports its hits as `cached_tokens`. Sampling is
+temperature and top-p only (llama.cpp's top-k, min-p and repetition penalties are switched
+off), and each token comes with its unsampled log-probability.
+
+`score()`: the server gives no prompt logprobs, so the continuation is decoded greedily
+under a grammar of its own token ids, one decode step per token, each step reporting the
+model's log-probability of the forced token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import httpx
+
+from plait.errors import EngineError, MissingDependency
+from tools.processes import Supervised, free_port
+from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams
+from workers.engines.http import JsonAPI
+from workers.engines.llamacpp_build import LLAMA_CPP_PYTHON, server_binary
+from workers.engines.packaged import MODELS, cache_dir, gguf_path, packaged
+
+T = TypeVar("T")
+
+DEFAULT_CONTEXT = 16384  # tokens of KV shared by all slots; a slot may use the whole of it
+STARTUP_SECONDS = 300.0
+
+
+def resolve_gguf(model: str, progress=None) -> tuple[Path, str, int]:
+    """(file, content id, parameters) for a packaged model name or a path to a .gguf file."""
+    known = packaged(model)
+    if known is not None:
+        report = None
+        if progress:
+            report = lambda done, total: progress(f"assembling {known.title}: {done * 100 // total}%")  # noqa: E731
+        return gguf_path(known, report), known.sha256, known.parameters
+    path = Path(model).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise MissingDependency(f"llamacpp model {model!r} is neither a packaged model ({', '.join(MODELS)}) nor a .gguf file")
+    stat = path.stat()
+    return path, f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", 0
+
+
+def speculative_args(spec, progress=None) -> tuple[str, ...]:
+    """llama-server's own speculative decoding for a tier's `speculative` option: prompt lookup
+    is its n-gram drafter; a draft model is a second GGUF with the same vocabulary."""
+    if spec.method == "prompt_lookup":
+        return ("--spec-type", "ngram-simple", "--spec-draft-n-max", str(spec.draft_tokens))
+    if spec.method == "draft_model":
+        draft, _, _ = resolve_gguf(spec.draft_model, progress)
+        return ("--spec-type", "draft-simple", "--model-draft", str(draft), "--spec-draft-n-max", str(spec.draft_tokens))
+    return ()
+
+
+class LlamaServer:
+    """One supervised llama-server for one GGUF file."""
+
+    def __init__(self, gguf: Path, *, name: str, parallel: int, context_length: int, threads: int, extra_args: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.api_key = secrets.token_urlsafe(24)
+        self.url = f"http://127.0.0.1:{self.port}"
+        threads = threads or os.cpu_count() or 1
+        argv = [
+            str(server_binary()), "-m", str(gguf), "--alias", name,
+            "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
+            "--parallel", str(parallel), "--kv-unified", "--ctx-size", str(context_length or DEFAULT_CONTEXT),
+            "--threads", str(threads), "--threads-batch", str(threads),
+            "--no-webui", "--metrics", *extra_args,
+        ]  # fmt: skip
+        log = cache_dir() / "logs" / f"llama-server-{name}-{os.getpid()}.log"
+        # A clean environment: llama.cpp reads LLAMA_ARG_* variables as options.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8"}
+        self.process = Supervised(argv, log, env)
+        self.crashes = 0  # deaths since the server last answered a call: each waits longer to restart
+
+    @property
+    def log(self) -> Path:
+        return self.process.log
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def ensure(self, progress=None) -> None:
+        """Start the server, or restart it if it has died, and wait until it is healthy."""
+        if self.alive():
+            return
+        if self.process.starts:
+            self.crashes += 1
+            time.sleep(min(30.0, 0.5 * 2 ** (self.crashes - 1)))
+        if progress:
+            progress(f"starting llama-server on port {self.port} (log {self.log})")
+        started = time.monotonic()
+        self.process.restart()
+        self._wait_healthy()
+        if progress:
+            progress(f"llama-server ready in {time.monotonic() - started:.1f} s")
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        with httpx.Client(base_url=self.url, timeout=5) as http:
+            while True:
+                if not self.alive():
+                    raise EngineError(f"llama-server exited ({self.process.exit_code()}) while starting; its log {self.log} ends:\n{self.process.log_tail()}")
+                try:
+                    if http.get("/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.process.stop()
+                    raise EngineError(f"llama-server did not become healthy in {STARTUP_SECONDS:g} s; see {self.log}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class LlamaCppEngine:
+    """A GGUF model on llama.cpp: a server plait supervises, or (`base_url`) one already running."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "",
+        api_key: str | None = None,
+        parallel: int = 8,
+        context_length: int = 0,
+        threads: int = 0,
+        extra_args: tuple[str, ...] = (),
+        timeout: float = 600.0,
+        max_retries: int = 2,
+        parameters: int = 0,
+        progress=None,
+    ):
+        self.model = model
+        self.server: LlamaServer | None = None
+        content_id, known_parameters = base_url, 0
+        if not base_url:
+            path, content_id, known_parameters = resolve_gguf(model, progress)
+            self.server = LlamaServer(path, name=model.replace("/", "_"), parallel=parallel, context_length=context_length, threads=threads, extra_args=extra_args)
+            self.server.ensure(progress)
+            base_url, api_key = self.server.url, self.server.api_key
+        # A dead supervised server is restarted by `_supervised`, so retrying into it is pointless.
+        self.api = JsonAPI(base_url.removesuffix("/v1"), api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=0.25, concurrency=parallel)
+        meta = (self.api.get("/v1/models").get("data") or [{}])[0].get("meta") or {}
+        self._info = EngineInfo(
+            model_id=model,
+            parameters=parameters or known_parameters or int(meta.get("n_params", 0)),
+            context_length=context_length or int(meta.get("n_ctx", 0)),
+            kv_layout=None,  # the KV lives in the server
+            fingerprint=hashlib.sha256(f"llama.cpp {LLAMA_CPP_PYTHON}|{content_id}".encode()).hexdigest()[:16],
+        )
+
+    def close(self) -> None:
+        self.api.close()
+        if self.server is not None:
+            self.server.stop()
+
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def _supervised(self, call: Callable[[], T]) -> T:
+        """Run a call against the server; if the server died during it, restart it and say so."""
+        if self.server is None:
+            return call()
+        self.server.ensure()
+        try:
+            result = call()
+        except EngineError as exc:
+            if self.server.alive():
+                raise
+            code = self.server.process.exit_code()
+            self.server.ensure()
+            raise EngineError(f"llama-server died during the call (exit {code}) and was restarted; see {self.server.log}: {exc}") from exc
+        self.server.crashes = 0
+        return result
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        if params.cautious_entropy:
+            raise EngineError("cautious decoding runs in transformers engines only: drop cautious_entropy for this llamacpp tier")
+        return self._supervised(lambda: self.api.map(lambda p: self._generate_one(p, params), prompts))
+
+    def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        body = {
+            "prompt": self.render(prompt),
+            "n_predict": params.max_tokens,
+            "n_cmpl": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            # Sampling is exactly temperature + top-p: the server's other samplers are off.
+            "top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0,
+            "seed": -1 if params.seed is None else params.seed,
+            "stop": list(params.stop),
+            "n_probs": 1,  # the chosen token's own (pre-sampling) log-probability comes with it
+            "return_tokens": True,
+            "cache_prompt": True,
+        }  # fmt: skip
+        if params.json_schema is not None:
+            body["json_schema"] = params.json_schema
+        reply = self.api.post("/completion", body)
+        results = sorted(reply if isinstance(reply, list) else [reply], key=lambda r: r.get("index", 0))
+        if len(results) != params.n:
+            raise EngineError(f"{self.api.base_url} returned {len(results)} completions for n={params.n}")
+        return [_completion(r, first=i == 0) for i, r in enumerate(results)]
+
+    def render(self, prompt: Prompt) -> str:
+        """The prompt as the model reads it: a chat through the model's own chat template."""
+        if isinstance(prompt, str):
+            return prompt
+        body: dict = {"messages": [{"role": m.role, "content": m.content} for m in prompt]}
+        if prompt and prompt[-1].role == "assistant":
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        else:
+            body["add_generation_prompt"] = True
+        return self.api.post("/apply-template", body)["prompt"]
+
+    def _tokenize(self, text: str, special: bool) -> list[int]:
+        return self.api.post("/tokenize", {"content": text, "add_special": special, "parse_special": special})["tokens"]
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        return self._supervised(lambda: self._tokenize(self.render(prompt), True))
+
+    def score(self, prompt: Prompt, continuation: str) -> float:
+        return self._supervised(lambda: self._score(prompt, continuation))
+
+    def _score(self, prompt: Prompt, continuation: str) -> float:
+        if not continuation:
+            return 0.0
+        target = self._tokenize(continuation, False)
+        body = {
+            "prompt": self._tokenize(self.render(prompt), True),
+            "grammar": "root ::= " + " ".join(f"<[{t}]>" for t in target),
+            "n_predict": len(target) + 1,  # then the grammar allows only the end of generation
+            "temperature": 0,
+            "n_probs": 1,
+            "cache_prompt": True,
+        }
+        steps = self.api.post("/completion", body).get("completion_probabilities") or []
+        forced = [step["id"] for step in steps[: len(target)]]
+        if forced != target:
+            raise EngineError(f"{self.api.base_url} did not follow the scoring grammar (got tokens {forced[:8]}, wanted {target[:8]})")
+        return float(sum(step["logprob"] for step in steps[: len(target)]))
+
+
+def _completion(reply: dict, first: bool) -> Completion:
+    stopped = reply.get("stop_type")
+    prompt_tokens = int(reply.get("tokens_evaluated", 0))
+    return Completion(
+        text=reply.get("content", ""),
+        token_ids=list(reply.get("tokens") or []),
+        # Tokens of a matched stop string are not among them: the text stops before it.
+        logprobs=[float(p["logprob"]) for p in reply.get("completion_probabilities") or []],
+        finish_reason="stop" if stopped in ("eos", "word") else "length",
+        stop_reason=reply.get("stopping_word") or None if stopped == "word" else None,
+        prompt_tokens=prompt_tokens,
+        # The samples after the first start from a copy of the first one's prompt KV.
+        cached_tokens=int((reply.get("timings") or {}).get("cache_n", 0)) if first else prompt_tokens,
+        completion_tokens=int(reply.get("tokens_predicted", 0)),
+    )
