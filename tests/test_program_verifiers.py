@@ -3,13 +3,17 @@ benchmark problems' known-good and known-bad solutions, and `plait verify` as a 
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tools.sandbox import isolation_available
 from verifiers import coq
 from verifiers.programs import clear_cache, verify_program
 
@@ -178,6 +182,7 @@ def test_coq_axioms_from_the_library_are_caught_by_print_assumptions():
 @NEEDS_COQ
 def test_identical_programs_are_checked_once(monkeypatch):
     coq.toolchain()  # the version lookup, cached per binary, is not what is counted
+    isolation_available()  # nor the sandbox's one-time probe
     calls = []
     real = subprocess.Popen
 
@@ -191,6 +196,28 @@ def test_identical_programs_are_checked_once(monkeypatch):
     assert len(calls) == 1 and all(v == first[0] for v in first)
     verify_program("coq", partial, spec=ADD_ZERO, partial=False)
     assert len(calls) == 2
+
+
+@NEEDS_COQ
+@pytest.mark.parametrize("where", ["/etc", os.path.expanduser("~"), tempfile.gettempdir()])
+def test_a_coq_file_cannot_write_outside_its_scratch_directory(where):
+    target = os.path.join(where, f"plait_probe_{uuid.uuid4().hex}")  # Redirect writes target + ".out"
+    candidate = f'Redirect "{target}" Print nat.\nTheorem t : 1 = 1.\nProof. reflexivity. Qed.\n'
+    try:
+        verdict = verify_program("coq", candidate)
+        assert not os.path.exists(target + ".out")
+        if where != tempfile.gettempdir():  # the sandbox's /tmp is its own, and writable
+            assert verdict.status == "refuted" and "Read-only file system" in verdict.message, verdict.message
+    finally:
+        if os.path.exists(target + ".out"):
+            os.remove(target + ".out")
+
+
+@NEEDS_COQ
+def test_a_checker_that_prints_past_its_output_limit_is_refuted():
+    candidate = "Theorem t : 1 = 1.\nProof. reflexivity. Qed.\n" + "Print nat.\n" * 2000
+    verdict = verify_program("coq", candidate)
+    assert verdict.status == "refuted" and "output limit" in verdict.message, verdict.message
 
 
 # --- missing toolchains ---------------------------------------------------------------------
@@ -250,6 +277,31 @@ def test_lean_partial_proofs(partial_program, status):
 def test_lean_cheating_and_spec_edits_are_rejected(candidate, words):
     verdict = verify_program("lean", candidate, spec=ADD_COMM)
     assert verdict.status == "refuted" and words in verdict.message, verdict.message
+
+
+@needs_lean
+def test_lean_eval_cannot_reach_the_network_or_write_outside_its_scratch_directory():
+    target = os.path.join("/etc", f"plait_probe_{uuid.uuid4().hex}")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        # Lean's core has no stable socket API across versions: #eval starts a process that dials.
+        dial = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        candidate = (
+            f'#eval IO.FS.writeFile "{target}" "x"\n\n'
+            "def dial : IO Unit := do\n"
+            f'  let out ← IO.Process.output {{ cmd := "python3", args := #["-c", "{dial}"] }}\n'
+            "  IO.println out.exitCode\n\n"
+            "#eval dial\n\n"
+            "theorem t : 1 = 1 := rfl\n"
+        )
+        verdict = verify_program("lean", candidate)
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    assert not os.path.exists(target)
+    assert verdict.status == "refuted", verdict.message  # the write failed, so the first #eval errs
 
 
 # --- plait verify ---------------------------------------------------------------------------

@@ -1,20 +1,23 @@
+import errno
 import json
 import os
 import socket
+import tempfile
+import uuid
 
 import pytest
 
-from tools import ExecResult, SandboxLimits, isolation_available, run_python
-from tools.sandbox import CODE_FILE
+from tools import ExecResult, SandboxLimits, isolation_available, run_command, run_python
+from tools.sandbox import CODE_FILE, SCRATCH_PREFIX, remove_tree
 
 ISOLATION = isolation_available()
 # Outside bwrap a root parent may run the code as root: no process limit, no filesystem protection.
 ROOT_WITHOUT_BWRAP = os.geteuid() == 0 and ISOLATION != "bwrap"
 
 
-def sandbox_processes() -> list[int]:
-    """Live processes that belong to a sandbox run (bwrap, unshare or the runner, all carry the
-    code file name as an argument), wherever they were reparented to."""
+def sandbox_processes(marker: str = CODE_FILE) -> list[int]:
+    """Live processes that carry `marker` as an argument, wherever they were reparented to: by
+    default those of a run_python run (bwrap, unshare, the launcher and the code all do)."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -24,7 +27,7 @@ def sandbox_processes() -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if CODE_FILE.encode() in argv:
+        if marker.encode() in argv:
             pids.append(int(name))
     return pids
 
@@ -199,6 +202,145 @@ def test_parent_environment_does_not_leak(monkeypatch):
     assert first.stdout == second.stdout  # PYTHONHASHSEED=0 makes str hashes reproducible
 
 
+def host_scratch_dirs() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith(SCRATCH_PREFIX)}
+
+
+# --- run_command ----------------------------------------------------------------------------
+
+
+def test_run_command_gets_its_files_in_a_fresh_scratch_dir_and_only_the_env_it_is_given(monkeypatch):
+    monkeypatch.setenv("PLAIT_SECRET_PROBE", "s3cret")
+    script = 'cat in.txt; echo; wc -c < data.bin; pwd; echo "$HOME"; echo "${PLAIT_SECRET_PROBE:-unset} $CHECKER_VAR"; exit 3'
+    r = run_command(["sh", "-c", script], {"in.txt": "given", "data.bin": b"\x00\xff"}, env={"CHECKER_VAR": "passed"})
+    assert (r.status, r.exit_code, r.isolation) == ("error", 3, ISOLATION)
+    given, size, cwd, home, env = r.stdout.splitlines()
+    assert given == "given" and size.strip() == "2" and home == cwd and env == "unset passed"
+    assert not os.path.exists(cwd)
+
+
+@pytest.mark.needs_bwrap
+def test_run_command_sees_the_parents_home_only_where_it_is_exposed():
+    toolchain = tempfile.mkdtemp(prefix="plait-expose-probe-", dir=os.path.expanduser("~"))
+    os.chmod(toolchain, 0o755)  # readable by the run's own uid, as an installed toolchain is
+    try:
+        with open(os.path.join(toolchain, "version"), "w") as f:
+            f.write("4.2")
+        argv = ["cat", os.path.join(toolchain, "version")]
+        hidden, exposed = run_command(argv), run_command(argv, expose=[toolchain])
+        assert hidden.status == "error" and "No such file" in hidden.stderr
+        assert exposed.status == "ok" and exposed.stdout == "4.2"
+        assert run_command(["sh", "-c", f"echo x > {toolchain}/new"], expose=[toolchain]).status == "error"  # read-only
+    finally:
+        remove_tree(toolchain)
+
+
+def test_run_command_reports_a_program_that_cannot_be_started():
+    r = run_command(["plait-no-such-program"])
+    assert (r.status, r.exit_code) == ("error", 127)
+    assert "plait-no-such-program" in r.stderr
+
+
+@pytest.mark.skipif(ROOT_WITHOUT_BWRAP, reason="the code runs as root without a read-only filesystem")
+def test_run_command_cannot_write_outside_scratch():
+    r = run_command(["sh", "-c", "echo x > /etc/plait_sandbox_probe && echo wrote || echo refused"])
+    assert r.stdout == "refused\n" and not os.path.exists("/etc/plait_sandbox_probe")
+
+
+@pytest.mark.skipif(ISOLATION == "none", reason="without namespaces a setsid() child escapes the group kill")
+def test_run_command_times_out_and_leaves_nothing_running():
+    marker = f"plait-probe-{uuid.uuid4().hex}"  # in the argv of the program and of its child
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\ntime.sleep(30)"
+    r = run_command(["python3", "-c", code, marker], limits=SandboxLimits(timeout=1))
+    assert r.status == "timeout" and r.exit_code is None
+    assert sandbox_processes(marker) == []
+
+
+# --- the scratch disk -----------------------------------------------------------------------
+
+
+@pytest.mark.needs_bwrap
+def test_writing_past_the_disk_quota_fails_cleanly_and_spares_the_host_disk():
+    name = f"plait_quota_probe_{uuid.uuid4().hex}"
+    code = ("import os\nn = 0\ntry:\n"
+            f"    with open('/tmp/{name}', 'wb') as f:\n"
+            "        while True:\n            f.write(b'x' * 2**20)\n            f.flush()\n            n += 1\n"
+            "except OSError as e:\n    print(n, e.errno, os.getcwd())\n    raise")
+    before = host_scratch_dirs()
+    r = run_python(code, SandboxLimits(disk_mb=8, file_size_mb=64))
+    assert r.status == "disk_limit", (r.status, r.stderr[-300:])
+    written, code_errno, cwd = r.stdout.split()
+    assert int(written) < 8 and int(code_errno) == errno.ENOSPC
+    assert "No space left on device" in r.stderr
+    # Nothing reached the host: not the file (the sandbox's /tmp is its own), not the scratch dir.
+    assert not os.path.exists(f"/tmp/{name}") and not os.path.exists(cwd)
+    assert host_scratch_dirs() <= before
+
+
+@pytest.mark.needs_bwrap
+def test_the_disk_quota_holds_for_commands_and_writes_within_it_succeed():
+    limits = SandboxLimits(disk_mb=8, file_size_mb=64)
+    small = run_command(["sh", "-c", "head -c 4000000 /dev/zero > out && wc -c < out"], limits=limits)
+    assert small.status == "ok" and small.stdout.strip() == "4000000"
+    big = run_command(["sh", "-c", "head -c 20000000 /dev/zero > out"], limits=limits)
+    assert big.status == "disk_limit" and "No space left on device" in big.stderr
+
+
+def test_deep_and_locked_down_trees_leave_no_scratch_dir_behind():
+    # 1,100 nested directories once made shutil.rmtree raise RecursionError and leak the scratch
+    # dir; 200-character names also take the path past PATH_MAX.
+    outside = tempfile.NamedTemporaryFile(prefix="plait-outside-")
+    code = ("import os\nhome = os.getcwd()\nfor _ in range(1100):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"
+            "os.chdir(home)\nos.makedirs('locked/inner')\nopen('locked/inner/f', 'w').write('x')\n"
+            "os.chmod('locked/inner/f', 0o400)\nos.chmod('locked/inner', 0o500)\nos.chmod('locked', 0)\n"
+            f"os.symlink({outside.name!r}, 'link')\nprint(home)")
+    before = host_scratch_dirs()
+    r = run_python(code, SandboxLimits(timeout=30))
+    assert r.status == "ok", r.stderr[-500:]
+    assert not os.path.exists(r.stdout.strip())
+    assert host_scratch_dirs() <= before
+    assert os.path.exists(outside.name)  # the symlink was removed, not followed
+    outside.close()
+
+
+def test_remove_tree_removes_what_its_owner_locked_down_however_deep():
+    """The cleanup used when the scratch dir is on the host disk (no bwrap). Run as an unprivileged
+    uid (root would read past the chmods) over a tree that uid made."""
+    top = tempfile.mkdtemp(prefix="plait-remove-tree-")
+    outside_dir = tempfile.mkdtemp(prefix="plait-outside-")
+    open(os.path.join(outside_dir, "keep"), "w").close()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.geteuid() == 0:
+                os.chown(top, 65534, 65534)
+                os.setgid(65534)
+                os.setuid(65534)
+            os.chdir(top)
+            os.mkdir("root")
+            os.chdir("root")
+            os.symlink(outside_dir, "dir_link")
+            for _ in range(1100):
+                os.mkdir("d" * 200)
+                os.chdir("d" * 200)
+                open("ro", "w").close()
+                os.chmod("ro", 0o400)
+            os.chmod(".", 0)
+            os.chdir(top)
+            os.makedirs("root/a/b")
+            os.chmod("root/a/b", 0o500)
+            os.chmod("root/a", 0)
+            remove_tree(os.path.join(top, "root"))
+            os._exit(0 if os.listdir(top) == [] else 2)
+        except BaseException:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert os.listdir(outside_dir) == ["keep"]
+    os.rmdir(top)
+    os.remove(os.path.join(outside_dir, "keep"))
+    os.rmdir(outside_dir)
+
+
 def test_exec_result_json_round_trip():
     r = run_python("print('é')\n1/0")
     again = ExecResult.from_dict(json.loads(json.dumps(r.to_dict())))
@@ -215,6 +357,13 @@ def test_exec_result_json_round_trip():
     lambda: SandboxLimits(timeout=-1.5),
     lambda: SandboxLimits(cpu_seconds=2.5),
     lambda: SandboxLimits(max_output_chars=0),
+    lambda: SandboxLimits(disk_mb=0),
+    lambda: run_command("ls"),
+    lambda: run_command([]),
+    lambda: run_command(["ls"], {"../escape": "x"}),
+    lambda: run_command(["ls"], {"sub/file": "x"}),
+    lambda: run_command(["ls"], {"f": 1}),
+    lambda: run_command(["ls"], env={"A": 1}),
 ])
 def test_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):

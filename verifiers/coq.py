@@ -24,20 +24,21 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
 from verifiers.programs import (
-    DEFAULT_TIMEOUT,
+    Candidate,
+    Prepared,
+    ProgramLanguage,
+    Run,
     Syntax,
-    cached,
+    Toolchain,
     clip,
     locate,
-    mask,
-    missing,
-    run_tool,
-    screen,
     spec_position,
+    theorem_names,
 )
-from verifiers.types import Checker, Verdict
+from verifiers.types import Verdict
 
 SYNTAX = Syntax(line_comment=None, block_open="(*", block_close="*)", string_escape='"')
 INSTALL = "apt-get install coq (Debian/Ubuntu), or `opam install coq`"
@@ -54,54 +55,54 @@ LOCATED = re.compile(r'^File "[^"]*", line (\d+), characters \d+-\d+:\n(Error:[\
 CLOSED = "Closed under the global context"
 
 
-def toolchain() -> tuple[str, str] | None:
-    """(coqc path, version) or None."""
-    return locate("coqc", "--version")
+@dataclass(frozen=True)
+class _Proof(Prepared):
+    names: tuple[str, ...]  # the theorems whose assumptions are printed
+    last_line: int  # the candidate's last line in the text; our commands follow it
+    tail: str  # the unfinished sentence left out
+    marker: str  # printed just before the assumptions: the candidate cannot print it
 
 
-def check(source: str, *, spec: str | None = None, partial: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
-    found = toolchain()
-    if found is None:
-        return missing(Checker("coq"), INSTALL)
-    coqc, version = found
-    key = ("coq", source, spec, partial, timeout, version)
-    return cached(key, lambda: _check(coqc, Checker("coq", version), source, spec, partial, timeout))
+class Coq(ProgramLanguage):
+    def toolchain(self) -> Toolchain | None:
+        return locate("coqc", "--version")
+
+    def command(self, tool: Toolchain, timeout: float) -> list[str]:
+        return [tool.binary, "-q"]
+
+    def keeps_spec(self, source: str, spec: str) -> bool:
+        around = spec_position(source, spec, SYNTAX)
+        if around is None:
+            return False
+        sentences = [s for s in re.split(r"\.(?:\s|$)", around[0]) if s.strip()]
+        return all(IMPORT_SENTENCE.fullmatch(s.strip()) for s in sentences)
+
+    def prepare(self, c: Candidate) -> _Proof:
+        names = tuple(theorem_names(c, THEOREM, SYNTAX))
+        finished = c.source[: _finished_end(c.masked)] if c.partial else c.source
+        marker = f"plait_{uuid.uuid4().hex}"
+        text = finished + f"\nDefinition {marker} := 0.\nPrint {marker}.\n" + "".join(f"Print Assumptions {name}.\n" for name in names)
+        return _Proof(text, names, finished.count("\n") + 1, c.source[len(finished) :].strip(), marker)
+
+    def judge(self, c: Candidate, proof: _Proof, run: Run) -> Verdict:
+        located = LOCATED.search(run.output)
+        if located and int(located[1]) <= proof.last_line:
+            return Verdict.of("refuted", f"line {located[1]}: {clip(' '.join(located[2].split()))}", c.checker)
+        if run.returncode != 0:  # an error in the appended commands: a proof is still open
+            message = "proof not finished" + (f" ({', '.join(proof.names)})" if proof.names else "")
+            return Verdict.of("incomplete" if c.partial else "refuted", message, c.checker)
+        if proof.tail:
+            return Verdict.of("incomplete", f"last sentence not finished: {clip(proof.tail)}", c.checker)
+        assumptions = run.output.rpartition(proof.marker)[2]
+        if assumptions.count(CLOSED) != len(proof.names) or "Axioms:" in assumptions:
+            used = assumptions.partition("Axioms:")[2]
+            return Verdict.of("refuted", f"depends on axioms: {clip(' '.join(used.split()))}", c.checker)
+        return Verdict.of("verified", "verified", c.checker)
 
 
-def _check(coqc: str, checker: Checker, source: str, spec: str | None, partial: bool, timeout: float) -> Verdict:
-    masked = mask(source, SYNTAX)
-    refused = screen(masked, CHEATS, spec is None or _keeps_spec(source, spec), checker)
-    if refused:
-        return refused
-    names = THEOREM.findall(mask(spec, SYNTAX)) if spec is not None else THEOREM.findall(masked)[-1:]
-    finished = source[: _finished_end(masked)] if partial else source
-    tail = source[len(finished) :].strip()
-    marker = f"plait_{uuid.uuid4().hex}"  # our output starts after it: the candidate cannot print it
-    text = finished + f"\nDefinition {marker} := 0.\nPrint {marker}.\n" + "".join(f"Print Assumptions {name}.\n" for name in names)
-    run = run_tool([coqc, "-q"], "candidate.v", text, timeout)
-    if run.timed_out:
-        return Verdict.of("refuted", f"timed out after {timeout:g} s", checker)
-    located = LOCATED.search(run.output)
-    if located and int(located[1]) <= finished.count("\n") + 1:
-        return Verdict.of("refuted", f"line {located[1]}: {clip(' '.join(located[2].split()))}", checker)
-    if run.returncode != 0:  # an error in the appended commands: a proof is still open
-        message = "proof not finished" + (f" ({', '.join(names)})" if names else "")
-        return Verdict.of("incomplete" if partial else "refuted", message, checker)
-    if tail:
-        return Verdict.of("incomplete", f"last sentence not finished: {clip(tail)}", checker)
-    assumptions = run.output.rpartition(marker)[2]
-    if assumptions.count(CLOSED) != len(names) or "Axioms:" in assumptions:
-        used = assumptions.partition("Axioms:")[2]
-        return Verdict.of("refuted", f"depends on axioms: {clip(' '.join(used.split()))}", checker)
-    return Verdict.of("verified", "verified", checker)
-
-
-def _keeps_spec(source: str, spec: str) -> bool:
-    around = spec_position(source, spec, SYNTAX)
-    if around is None:
-        return False
-    sentences = [s for s in re.split(r"\.(?:\s|$)", around[0]) if s.strip()]
-    return all(IMPORT_SENTENCE.fullmatch(s.strip()) for s in sentences)
+COQ = Coq("coq", SYNTAX, CHEATS, INSTALL, "candidate.v")
+check = COQ.check
+toolchain = COQ.toolchain
 
 
 def _finished_end(masked: str) -> int:

@@ -36,20 +36,21 @@ from functools import lru_cache
 from pathlib import Path
 
 from verifiers.programs import (
-    DEFAULT_TIMEOUT,
+    Candidate,
+    Prepared,
+    ProgramLanguage,
+    Run,
     Syntax,
-    cached,
+    Toolchain,
     clip,
+    describe,
+    installation,
     last_line,
     line_offsets,
-    mask,
-    missing,
-    run_tool,
-    screen,
     spec_position,
     tool_version,
 )
-from verifiers.types import Checker, Verdict
+from verifiers.types import Verdict
 
 SYNTAX = Syntax(line_comment="//", block_open="/*", block_close="*/", string_escape="\\")
 INSTALL = "apt-get install dafny (Debian/Ubuntu; Dafny 2.3), or a Dafny 4 release from github.com/dafny-lang/dafny on PATH"
@@ -78,77 +79,77 @@ TOKEN = re.compile(r"[A-Za-z_][\w'?]*|\d+|\S")
 
 
 @dataclass(frozen=True)
-class Toolchain:
-    dafny: str
-    version: str
-    z3: str | None
+class DafnyToolchain(Toolchain):
+    z3: str | None = None
 
     @property
     def major(self) -> int:
         return int(self.version.split(".")[0]) if self.version else 0
 
 
-def toolchain() -> Toolchain | None:
-    dafny = shutil.which("dafny")
-    return None if dafny is None else _toolchain(dafny)
+@dataclass(frozen=True)
+class _Program(Prepared):
+    closers: str  # the braces added to close an unfinished program
+    unfinished_header: str | None  # the declaration whose header is still being written
+
+
+class Dafny(ProgramLanguage):
+    def toolchain(self) -> DafnyToolchain | None:
+        dafny = shutil.which("dafny")
+        return None if dafny is None else _toolchain(dafny)
+
+    def command(self, tool: DafnyToolchain, timeout: float) -> list[str]:
+        limit = str(max(1, round(timeout)))
+        if tool.major >= 4:
+            return [tool.binary, "verify", "--verification-time-limit", limit]
+        z3 = [f"/z3exe:{tool.z3}"] if tool.z3 else []
+        return [tool.binary, "/compile:0", "/nologo", f"/timeLimit:{limit}", *z3]
+
+    def keeps_spec(self, source: str, spec: str) -> bool:
+        """The spec appears verbatim and the body's `{` follows it (an added clause would change
+        the contract). An empty remainder is left to the bodyless check."""
+        around = spec_position(source, spec, SYNTAX)
+        return around is not None and (not around[1] or around[1].startswith("{"))
+
+    def refusal(self, c: Candidate) -> str | None:
+        bodyless, unfinished_header = _bodyless(c.masked)
+        if bodyless or (unfinished_header and not c.partial):
+            return f"{(bodyless or [unfinished_header])[0]} has no body (Dafny would assume its contract)"
+        return None
+
+    def prepare(self, c: Candidate) -> _Program:
+        closers = "}" * _unclosed(c.masked) if c.partial else ""
+        return _Program(c.source + ("\n" + closers if closers else ""), closers, _bodyless(c.masked)[1])
+
+    def judge(self, c: Candidate, program: _Program, run: Run) -> Verdict:
+        errors = _errors(run.output)
+        if any("timed out" in e.message.lower() for e in errors):
+            return Verdict.of("refuted", f"timed out after {c.timeout:g} s", c.checker)
+        if run.returncode == 0 and not errors:
+            if program.closers or program.unfinished_header:
+                return Verdict.of("incomplete", "verifies so far; the program is not finished", c.checker)
+            return Verdict.of("verified", "verified", c.checker)
+        if not errors:
+            return Verdict.of("error", f"dafny exited with {run.returncode}: {clip(_drop_noise(run.output))}", c.checker)
+        if c.partial:
+            early = [e for e in errors if not _at_end(e, c.masked)]
+            if not early:
+                return Verdict.of("incomplete", f"unfinished: {_describe(errors)}", c.checker)
+            errors = early
+        return Verdict.of("refuted", _describe(errors), c.checker)
 
 
 @lru_cache(maxsize=8)
-def _toolchain(dafny: str) -> Toolchain:
+def _toolchain(dafny: str) -> DafnyToolchain:
     version = tool_version([dafny, "/version"]) or tool_version([dafny, "--version"])
     beside = Path(sys.executable).with_name("z3")  # the z3-solver wheel's binary in this venv
-    return Toolchain(dafny, version, str(beside) if beside.is_file() else shutil.which("z3"))
+    z3 = str(beside) if beside.is_file() else shutil.which("z3")
+    return DafnyToolchain(dafny, version, expose=(installation(z3),) if z3 else (), z3=z3)
 
 
-def check(source: str, *, spec: str | None = None, partial: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
-    found = toolchain()
-    if found is None:
-        return missing(Checker("dafny"), INSTALL)
-    return cached(("dafny", source, spec, partial, timeout, found.version), lambda: _check(found, source, spec, partial, timeout))
-
-
-def _check(tool: Toolchain, source: str, spec: str | None, partial: bool, timeout: float) -> Verdict:
-    checker = Checker("dafny", tool.version)
-    masked = mask(source, SYNTAX)
-    refused = screen(masked, CHEATS, spec is None or _keeps_spec(source, spec), checker)
-    if refused:
-        return refused
-    bodyless, unfinished_header = _bodyless(masked)
-    if bodyless or (unfinished_header and not partial):
-        name = (bodyless or [unfinished_header])[0]
-        return Verdict.of("refuted", f"rejected: {name} has no body (Dafny would assume its contract)", checker)
-    closers = "}" * _unclosed(masked) if partial else ""
-    run = run_tool(_argv(tool, timeout), "candidate.dfy", source + ("\n" + closers if closers else ""), timeout + GRACE)
-    errors = _errors(run.output)
-    if run.timed_out or any("timed out" in e.message.lower() for e in errors):
-        return Verdict.of("refuted", f"timed out after {timeout:g} s", checker)
-    if run.returncode == 0 and not errors:
-        if closers or unfinished_header:
-            return Verdict.of("incomplete", "verifies so far; the program is not finished", checker)
-        return Verdict.of("verified", "verified", checker)
-    if not errors:
-        return Verdict.of("error", f"dafny exited with {run.returncode}: {clip(_drop_noise(run.output))}", checker)
-    if partial:
-        early = [e for e in errors if not _at_end(e, masked)]
-        if not early:
-            return Verdict.of("incomplete", f"unfinished: {_describe(errors)}", checker)
-        errors = early
-    return Verdict.of("refuted", _describe(errors), checker)
-
-
-def _argv(tool: Toolchain, timeout: float) -> list[str]:
-    limit = str(max(1, round(timeout)))
-    if tool.major >= 4:
-        return [tool.dafny, "verify", "--verification-time-limit", limit]
-    z3 = [f"/z3exe:{tool.z3}"] if tool.z3 else []
-    return [tool.dafny, "/compile:0", "/nologo", f"/timeLimit:{limit}", *z3]
-
-
-def _keeps_spec(source: str, spec: str) -> bool:
-    """The spec appears verbatim and the body's `{` follows it (an added clause would change
-    the contract). An empty remainder is left to the bodyless check."""
-    around = spec_position(source, spec, SYNTAX)
-    return around is not None and (not around[1] or around[1].startswith("{"))
+DAFNY = Dafny("dafny", SYNTAX, CHEATS, INSTALL, "candidate.dfy", grace=GRACE)
+check = DAFNY.check
+toolchain = DAFNY.toolchain
 
 
 # --- diagnostics ----------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def _drop_noise(output: str) -> str:
 
 
 def _describe(errors: list[Diagnostic]) -> str:
-    return clip("; ".join(f"line {e.line}: {e.message}" for e in errors[:3]))
+    return describe([(e.line, e.message) for e in errors])
 
 
 def _at_end(error: Diagnostic, masked: str) -> bool:

@@ -1,6 +1,8 @@
 """Lean 4 proofs, checked with the ``lean`` binary on PATH (as elan installs it).
 
-``lean FILE`` elaborates and kernel-checks the file and prints ``FILE:L:C: error: …``.
+``lean FILE`` elaborates and kernel-checks the file and prints ``FILE:L:C: error: …``. The
+sandbox runs the toolchain's own binary (``lean --print-prefix``, so elan's proxy, which needs
+its home, is not involved), with the toolchain and the ``LEAN_PATH`` entries visible read-only.
 Imports beyond Lean's core (Mathlib…) resolve through ``LEAN_PATH``: run plait with the one
 ``lake env`` prints in a Lake project. ``#print axioms T`` is appended for the theorems that
 matter — those the spec states, or else the file's last ``theorem``/``lemma`` — and only
@@ -18,22 +20,27 @@ an open tactic block at its ``by``). Only such errors → ``incomplete``; any ot
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
 
 from verifiers.programs import (
-    DEFAULT_TIMEOUT,
+    Candidate,
+    Prepared,
+    ProgramLanguage,
+    Run,
     Syntax,
-    cached,
+    Toolchain,
     clip,
+    describe,
     last_line,
     locate,
-    mask,
-    missing,
-    run_tool,
-    screen,
     spec_position,
+    theorem_names,
 )
-from verifiers.types import Checker, Verdict
+from verifiers.types import Verdict
 
 SYNTAX = Syntax(line_comment="--", block_open="/-", block_close="-/", string_escape="\\")
 INSTALL = (
@@ -53,51 +60,65 @@ DECLARATION = re.compile(
 )
 ERROR = re.compile(r"^\S*?:(\d+):(\d+): error: (.*)$", re.MULTILINE)
 AXIOMS = re.compile(r"depends on axioms: \[([^\]]*)\]|does not depend on any axioms")
+# Lean maps every imported .olean into its address space (Mathlib's add up to several GB).
+MEMORY_MB = 16384
 
 
-def toolchain() -> tuple[str, str] | None:
-    """(lean path, version) or None."""
-    return locate("lean", "--version")
+@dataclass(frozen=True)
+class _Proof(Prepared):
+    names: tuple[str, ...]  # the theorems whose axioms are printed
 
 
-def check(source: str, *, spec: str | None = None, partial: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
-    found = toolchain()
-    if found is None:
-        return missing(Checker("lean"), INSTALL)
-    lean, version = found
-    key = ("lean", source, spec, partial, timeout, version)
-    return cached(key, lambda: _check(lean, Checker("lean", version), source, spec, partial, timeout))
+class Lean(ProgramLanguage):
+    def toolchain(self) -> Toolchain | None:
+        found = locate("lean", "--version")
+        if found is None:
+            return None
+        lean_path = os.environ.get("LEAN_PATH", "")
+        return Toolchain(
+            _toolchain_binary(found.binary), found.version,
+            env=(("LEAN_PATH", lean_path),) if lean_path else (), expose=tuple(p for p in lean_path.split(":") if p),
+        )  # fmt: skip
+
+    def keeps_spec(self, source: str, spec: str) -> bool:
+        around = spec_position(source, spec, SYNTAX)
+        return around is not None and re.fullmatch(r"(import\s+[\w.]+\s*)*", around[0]) is not None
+
+    def prepare(self, c: Candidate) -> _Proof:
+        names = tuple(theorem_names(c, THEOREM, SYNTAX))
+        return _Proof(c.source + "\n\n" + "".join(f"#print axioms {name}\n" for name in names), names)
+
+    def judge(self, c: Candidate, proof: _Proof, run: Run) -> Verdict:
+        errors = [(int(m[1]), m[3]) for m in ERROR.finditer(run.output)]
+        if errors:
+            if c.partial and all(_at_end(line, message, c.masked) for line, message in errors):
+                return Verdict.of("incomplete", f"unfinished: {describe(errors)}", c.checker)
+            return Verdict.of("refuted", describe(errors), c.checker)
+        if run.returncode != 0:
+            return Verdict.of("error", f"lean exited with {run.returncode}: {clip(run.output)}", c.checker)
+        listed = AXIOMS.findall(run.output)  # one entry per #print axioms, "" for none
+        if len(listed) != len(proof.names):
+            return Verdict.of("refuted", f"could not confirm the axioms used: {clip(run.output)}", c.checker)
+        extra = {a.strip() for entry in listed for a in entry.split(",") if a.strip()} - STANDARD_AXIOMS
+        if extra:
+            return Verdict.of("refuted", f"depends on non-standard axioms: {', '.join(sorted(extra))}", c.checker)
+        return Verdict.of("verified", "verified", c.checker)
 
 
-def _check(lean: str, checker: Checker, source: str, spec: str | None, partial: bool, timeout: float) -> Verdict:
-    masked = mask(source, SYNTAX)
-    refused = screen(masked, CHEATS, spec is None or _keeps_spec(source, spec), checker)
-    if refused:
-        return refused
-    names = THEOREM.findall(mask(spec, SYNTAX)) if spec is not None else THEOREM.findall(masked)[-1:]
-    text = source + "\n\n" + "".join(f"#print axioms {name}\n" for name in names)
-    run = run_tool([lean], "candidate.lean", text, timeout)
-    if run.timed_out:
-        return Verdict.of("refuted", f"timed out after {timeout:g} s", checker)
-    errors = [(int(m[1]), m[3]) for m in ERROR.finditer(run.output)]
-    if errors:
-        if partial and all(_at_end(line, message, masked) for line, message in errors):
-            return Verdict.of("incomplete", f"unfinished: {_describe(errors)}", checker)
-        return Verdict.of("refuted", _describe(errors), checker)
-    if run.returncode != 0:
-        return Verdict.of("error", f"lean exited with {run.returncode}: {clip(run.output)}", checker)
-    listed = AXIOMS.findall(run.output)  # one entry per #print axioms, "" for none
-    if len(listed) != len(names):
-        return Verdict.of("refuted", f"could not confirm the axioms used: {clip(run.output)}", checker)
-    extra = {a.strip() for entry in listed for a in entry.split(",") if a.strip()} - STANDARD_AXIOMS
-    if extra:
-        return Verdict.of("refuted", f"depends on non-standard axioms: {', '.join(sorted(extra))}", checker)
-    return Verdict.of("verified", "verified", checker)
+LEAN = Lean("lean", SYNTAX, CHEATS, INSTALL, "candidate.lean", memory_mb=MEMORY_MB)
+check = LEAN.check
+toolchain = LEAN.toolchain
 
 
-def _keeps_spec(source: str, spec: str) -> bool:
-    around = spec_position(source, spec, SYNTAX)
-    return around is not None and re.fullmatch(r"(import\s+[\w.]+\s*)*", around[0]) is not None
+@lru_cache(maxsize=8)
+def _toolchain_binary(lean: str) -> str:
+    """The toolchain's own ``lean`` behind ``lean`` on PATH (elan's proxy or the binary itself)."""
+    try:
+        prefix = subprocess.run([lean, "--print-prefix"], check=False, capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return lean
+    binary = os.path.join(prefix, "bin", "lean")
+    return binary if prefix and os.path.isfile(binary) else lean
 
 
 def _at_end(line: int, message: str, masked: str) -> bool:
@@ -105,7 +126,3 @@ def _at_end(line: int, message: str, masked: str) -> bool:
         return True
     starts = [masked.count("\n", 0, m.start()) + 1 for m in DECLARATION.finditer(masked)]
     return message.startswith("unsolved goals") and bool(starts) and line >= starts[-1]
-
-
-def _describe(errors: list[tuple[int, str]]) -> str:
-    return clip("; ".join(f"line {line}: {message}" for line, message in errors[:3]))

@@ -18,31 +18,34 @@ comments are removed and whitespace collapsed; what may precede it in the candid
 set per language (only imports for Coq and Lean, where an earlier definition could change
 what the spec's names mean; anything for Dafny, which refuses to redeclare a name).
 
-Every checker call runs in a fresh scratch directory under a timeout (its whole process
-group is killed when it expires; Dafny gets a few seconds' grace on top of its own limit), and verdicts are cached in-process by the hash of
-(language, source, spec, partial, timeout, checker version), so an MCTS that reaches the
-same partial program twice pays for one check.
+Every language follows one flow (:class:`ProgramLanguage`), and every checker call runs in the
+sandbox (``tools.sandbox.run_command``): a fresh scratch directory, no network, ``/`` read-only,
+only the environment the checker needs, limits sized for checkers (``CHECKER_LIMITS``) and a wall
+clock of the check's timeout (Dafny gets a few seconds' grace on top of its own limit), after
+which everything it started is killed. A check stopped by a limit is ``refuted``. Verdicts are
+cached in-process by the hash of (language, source, spec, partial, timeout, checker version), so
+an MCTS that reaches the same partial program twice pays for one check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import os
 import re
 import shutil
-import signal
 import subprocess
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
 from plait.errors import InvalidInput
+from tools.sandbox import SandboxLimits, run_command
 from verifiers.types import Checker, Verdict
 
 DEFAULT_TIMEOUT = 60.0
@@ -106,44 +109,138 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-# --- running a checker ----------------------------------------------------------------------
+# --- one checker flow ----------------------------------------------------------------------
+
+# Checkers get more room than model code (measured: mono, which runs Dafny 2.3, does not start in
+# 512 MB of address space and needs 9-16 threads, which RLIMIT_NPROC counts; coqc runs out of
+# memory loading its library in 512 MB); 4 GB leaves z3 room on hard goals. The wall clock and
+# CPU time come from each check's timeout. Network stays off and / read-only, as for any run.
+CHECKER_LIMITS = SandboxLimits(memory_mb=4096, max_processes=128, file_size_mb=64, disk_mb=128, max_output_chars=100_000)
+STOPPED = {  # sandbox statuses that end a check before the checker could answer
+    "timeout": "timed out after {timeout:g} s",
+    "cpu_limit": "timed out after {timeout:g} s",
+    "output_limit": "the checker's output or a file it wrote outgrew its limit",
+    "disk_limit": "the checker's scratch disk quota ran out",
+    "truncated": "the checker printed more than its output limit",
+}
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A located checker: its binary, its version, and what a run of it needs."""
+
+    binary: str
+    version: str
+    env: tuple[tuple[str, str], ...] = ()  # variables it needs (the sandbox passes no others)
+    expose: tuple[str, ...] = ()  # paths it reads besides its own installation
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One check: what was asked, and the candidate with comments and strings masked."""
+
+    source: str
+    masked: str
+    spec: str | None
+    partial: bool
+    timeout: float
+    checker: Checker
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The text the checker is given; languages add what reading its answer needs."""
+
+    text: str
 
 
 @dataclass(frozen=True)
 class Run:
     returncode: int
-    output: str  # stdout and stderr, interleaved
-    timed_out: bool
+    output: str  # stdout, then stderr
 
 
-def run_tool(argv: list[str], filename: str, text: str, timeout: float, env: dict[str, str] | None = None) -> Run:
-    """Write ``text`` to ``filename`` in a fresh scratch directory and run ``argv`` on it
-    there (the file's path is the last argument).
+@dataclass(frozen=True, eq=False)
+class ProgramLanguage:
+    """The flow every program checker follows: locate the binary (an ``error`` verdict saying
+    what to install when it is missing), refuse cheats and spec edits, prepare the text, run the
+    checker on it through the sandbox, map its answer to a Verdict; verdicts are cached.
+    A language is a subclass that implements the methods below, built with its facts."""
 
-    On timeout the whole process group is killed: Dafny runs z3 as a child that would
-    otherwise outlive it.
-    """
-    with tempfile.TemporaryDirectory(prefix="plait-verify-") as scratch:
-        path = Path(scratch, filename)
-        path.write_text(text)
-        proc = subprocess.Popen(
-            [*argv, str(path)], cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True, env={**os.environ, **(env or {})},
+    name: str
+    syntax: Syntax
+    cheats: dict[str, str]
+    install: str
+    filename: str  # what the candidate is called in the checker's scratch directory
+    grace: float = 0.0  # seconds the checker may run past the check's timeout
+    memory_mb: int = CHECKER_LIMITS.memory_mb
+
+    def toolchain(self) -> Toolchain | None:
+        raise NotImplementedError
+
+    def keeps_spec(self, source: str, spec: str) -> bool:
+        """Whether the candidate states ``spec`` verbatim, with only what may precede it."""
+        raise NotImplementedError
+
+    def refusal(self, c: Candidate) -> str | None:
+        """A reason to refuse the candidate beyond the shared cheats and spec rule."""
+        return None
+
+    def command(self, tool: Toolchain, timeout: float) -> list[str]:
+        """The checker's argv; the candidate's file name is appended."""
+        return [tool.binary]
+
+    def prepare(self, c: Candidate) -> Prepared:
+        raise NotImplementedError
+
+    def judge(self, c: Candidate, prepared: Prepared, run: Run) -> Verdict:
+        raise NotImplementedError
+
+    def check(self, source: str, *, spec: str | None = None, partial: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Verdict:
+        tool = self.toolchain()
+        if tool is None:
+            return Verdict.of("error", f"{self.name} is not installed: {self.install}", Checker(self.name))
+        key = (self.name, source, spec, partial, timeout, tool.version)
+        return cached(key, lambda: self._check(tool, source, spec, partial, timeout))
+
+    def _check(self, tool: Toolchain, source: str, spec: str | None, partial: bool, timeout: float) -> Verdict:
+        c = Candidate(source, mask(source, self.syntax), spec, partial, timeout, Checker(self.name, tool.version))
+        refused = screen(c.masked, self.cheats, spec is None or self.keeps_spec(source, spec), c.checker)
+        if refused:
+            return refused
+        reason = self.refusal(c)
+        if reason:
+            return Verdict.of("refuted", f"rejected: {reason}", c.checker)
+        prepared = self.prepare(c)
+        result = run_command(
+            [*self.command(tool, timeout), self.filename], {self.filename: prepared.text}, self.limits(timeout),
+            env=dict(tool.env), expose=(installation(tool.binary), *tool.expose),
         )  # fmt: skip
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-            return Run(proc.returncode, output, False)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            return Run(proc.returncode, output, True)
+        stopped = STOPPED.get(result.status, STOPPED["truncated"] if result.truncated else None)
+        if stopped:  # the answer is missing or cut: a proof that needs more than this fails
+            return Verdict.of("refuted", stopped.format(timeout=timeout), c.checker)
+        return self.judge(c, prepared, Run(result.exit_code, result.stdout + result.stderr))
+
+    def limits(self, timeout: float) -> SandboxLimits:
+        wall = timeout + self.grace
+        # CPU time counts every thread: a multi-threaded checker may use more of it than wall time.
+        return replace(CHECKER_LIMITS, timeout=wall, cpu_seconds=2 * math.ceil(wall), memory_mb=self.memory_mb)
 
 
-def locate(binary: str, *version_args: str) -> tuple[str, str] | None:
-    """(path, version) of a checker on PATH, or None. PATH is read on every call (it may
-    change); the version is asked once per binary."""
+def installation(binary: str) -> str:
+    """The directory tree a checker binary belongs to: the parent of its ``bin/`` (an opam switch,
+    a Lean toolchain), else its own directory; never the home directory or one above it."""
+    directory = os.path.dirname(os.path.realpath(binary))
+    root = os.path.dirname(directory) if os.path.basename(directory) == "bin" else directory
+    home = os.path.realpath(os.path.expanduser("~"))
+    return directory if home == root or home.startswith(root.rstrip("/") + "/") else root
+
+
+def locate(binary: str, *version_args: str) -> Toolchain | None:
+    """The checker ``binary`` on PATH, or None. PATH is read on every call (it may change); the
+    version is asked once per binary."""
     path = shutil.which(binary)
-    return None if path is None else (path, _cached_version(path, version_args))
+    return None if path is None else Toolchain(path, _cached_version(path, version_args))
 
 
 @lru_cache(maxsize=16)
@@ -161,8 +258,14 @@ def tool_version(argv: list[str]) -> str:
     return found.group(0) if found else ""
 
 
-def missing(checker: Checker, what: str) -> Verdict:
-    return Verdict.of("error", f"{checker.name} is not installed: {what}", checker)
+def theorem_names(c: Candidate, pattern: re.Pattern, syntax: Syntax) -> list[str]:
+    """The theorems whose axioms matter: those the spec states, or else the candidate's last."""
+    return pattern.findall(mask(c.spec, syntax)) if c.spec is not None else pattern.findall(c.masked)[-1:]
+
+
+def describe(errors: list[tuple[int, str]]) -> str:
+    """The first three (line, message) errors, on one clipped line."""
+    return clip("; ".join(f"line {line}: {message}" for line, message in errors[:3]))
 
 
 def clip(text: str) -> str:

@@ -1,0 +1,110 @@
+"""Per-check time of the program checkers run directly (how plait ran them before the sandbox:
+the parent's whole environment, no limits, network on) against the same checks through
+tools.sandbox.run_command, on the benchmark problems' good and bad solutions.
+
+Both arms run in one process on the same prepared texts and command lines, alternating (the
+order swaps every repetition). Prints a line per language and, last, one JSON object:
+ratio = total sandboxed seconds / total direct seconds; each language's ratio and median
+seconds per check alongside, and how many checks got the same verdict both ways.
+
+    python benchmarks/checker_timing.py [--reps 3] [--languages dafny coq lean]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.sandbox import isolation_available, run_command  # noqa: E402
+from verifiers.coq import COQ  # noqa: E402
+from verifiers.dafny import DAFNY  # noqa: E402
+from verifiers.lean import LEAN  # noqa: E402
+from verifiers.programs import Candidate, ProgramLanguage, Run, installation, mask  # noqa: E402
+from verifiers.types import Checker  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+SUFFIX = {"dafny": "dfy", "coq": "v", "lean": "lean"}
+TIMEOUT = 60.0
+
+
+def direct(argv: list[str], filename: str, text: str, timeout: float) -> Run:
+    with tempfile.TemporaryDirectory(prefix="plait-verify-") as scratch:
+        Path(scratch, filename).write_text(text)
+        proc = subprocess.run([*argv, filename], cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=os.environ, timeout=timeout, check=False)
+        return Run(proc.returncode, proc.stdout)
+
+
+def sandboxed(language: ProgramLanguage, argv: list[str], text: str, timeout: float, expose: tuple[str, ...], env: dict) -> Run:
+    result = run_command([*argv, language.filename], {language.filename: text}, language.limits(timeout), env=env, expose=expose)
+    return Run(result.exit_code, result.stdout + result.stderr)
+
+
+def measure(language: ProgramLanguage, reps: int) -> dict | None:
+    tool = language.toolchain()
+    if tool is None:
+        return None
+    argv, expose, env = language.command(tool, TIMEOUT), (installation(tool.binary), *tool.expose), dict(tool.env)
+    times = {"direct": [], "sandboxed": []}
+    same = checks = 0
+    for path in sorted((DATA / language.name / "solutions").glob(f"*.{SUFFIX[language.name]}")):
+        source = path.read_text()
+        spec = (DATA / language.name / f"{path.name.split('.')[0]}.{SUFFIX[language.name]}").read_text()
+        c = Candidate(source, mask(source, language.syntax), spec, False, TIMEOUT, Checker(language.name, tool.version))
+        prepared = language.prepare(c)
+        arms = {
+            "direct": lambda: direct(argv, language.filename, prepared.text, TIMEOUT + language.grace),
+            "sandboxed": lambda: sandboxed(language, argv, prepared.text, TIMEOUT, expose, env),
+        }
+        verdicts = {}
+        for rep in range(reps):
+            for arm in (("direct", "sandboxed") if rep % 2 == 0 else ("sandboxed", "direct")):
+                start = time.perf_counter()
+                run = arms[arm]()
+                times[arm].append(time.perf_counter() - start)
+                verdicts[arm] = language.judge(c, prepared, run).status
+        checks += 1
+        same += verdicts["direct"] == verdicts["sandboxed"]
+    total = {arm: sum(t) for arm, t in times.items()}
+    return {
+        "checks": checks * reps,
+        "same_verdict": f"{same}/{checks}",
+        "median_direct_s": round(statistics.median(times["direct"]), 4),
+        "median_sandboxed_s": round(statistics.median(times["sandboxed"]), 4),
+        "ratio": round(total["sandboxed"] / total["direct"], 4),
+        "totals": total,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--languages", nargs="+", default=["dafny", "coq", "lean"], choices=list(SUFFIX))
+    args = parser.parse_args()
+    languages = {"dafny": DAFNY, "coq": COQ, "lean": LEAN}
+    results, direct_total, sandboxed_total = {}, 0.0, 0.0
+    for name in args.languages:
+        found = measure(languages[name], args.reps)
+        if found is None:
+            print(f"{name}: not installed, skipped")
+            continue
+        totals = found.pop("totals")
+        direct_total += totals["direct"]
+        sandboxed_total += totals["sandboxed"]
+        results[name] = found
+        print(f"{name}: {json.dumps(found)}")
+    ratio = round(sandboxed_total / direct_total, 4) if direct_total else None
+    print(json.dumps({"name": "checker_timing", "ratio": ratio, "isolation": isolation_available(), "reps": args.reps, **results}))
+
+
+if __name__ == "__main__":
+    main()
