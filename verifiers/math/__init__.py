@@ -1,4 +1,4 @@
-"""Checks final math answers by value, never by string, on math-verify's parsing and comparison.
+"""Checks final math answers by value, on math-verify's parsing and comparison.
 
 Layout: ``reading`` finds the final answer in a transcript (the one answer reader);
 ``parsing`` turns an answer's text into a value with math-verify's LaTeX extraction and
@@ -21,6 +21,8 @@ Where plait reads or compares differently, on purpose (each has a test):
   (right to left), ``1e-3``, ``sqrt(x+1)``, ``log`` natural. A plain-text ``e`` is a
   variable (reasoning-gym names unknowns so); in LaTeX it is Euler's number. (``i`` is a
   variable in both, as in math-verify, whose parser reads only ``I`` as the imaginary unit.)
+* ``\\frac{-1 \\pm \\sqrt{13}}{4}``, which math-verify's parser cannot read, is read once
+  with each sign: the set of both values.
 * Digits separated only by spaces are one number when grouped in thousands (``1 000``) and
   unreadable otherwise (``2 5``); math-verify reads the latter as a sum.
 * ``204_5`` is a numeral in base 5: it matches the same number in base 5, or ``204`` with
@@ -32,13 +34,17 @@ Where plait reads or compares differently, on purpose (each has a test):
   elsewhere it is a unit and dropped. math-verify never converts degrees.
 * Units after a value (``5 \\text{ cm}``, ``125 miles``) are set aside; when both sides
   carry units and they differ the verdict is unknown (units are not converted). math-verify
-  deletes a fixed list of unit words, including single letters such as ``t`` and ``h``.
+  deletes a fixed list of unit words, including single letters (``3t`` became ``3``); plait
+  does not use that list.
 * Words (``\\text{odd}``, ``Evelyn``, ``\\text{(C)}``) are compared as words, case aside;
   words against a number is unknown, not refuted.
 * An equation is compared with a value only when it states one: an assignment
   (``x = 5``, ``a + b = 5``) or a computation (``2 + 3 = 5``); ``x + 1 = 5`` against ``5``
   is refuted, where math-verify compares any equation's right side.
 * ``x = 1, y = 2`` against an unnamed list compares values in written order, not sorted.
+* A set matches the inequality that describes it on either side (``x \\in [-2, 7]`` and
+  ``-2 \\le x \\le 7``; math-verify's default only when the candidate is the set), and a
+  list of inequalities in one variable (``x < 1`` or ``x > 2``) is the union of their sets.
 * An ordered pair is not a set: ``(1, 2)`` does not match ``{1, 2}`` (math-verify matches them).
 * A reference written as a plain decimal with k >= 3 places is taken as rounded to k places:
   anything within half a unit of its last place matches (``1/3`` matches ``0.333``, ``pi``
@@ -47,8 +53,10 @@ Where plait reads or compares differently, on purpose (each has a test):
   significant digits: ``3.2e-22`` is not ``1.76e-22``.
 * Symbol names are compared case-insensitively, as math-verify's parser lower-cases them.
 
-Guarantees: untrusted text never reaches ``eval`` (math-verify's plain-expression
-extraction, which calls SymPy's ``parse_expr``, is not used); a value denoting a number of
+Guarantees: untrusted text never reaches ``eval``: plain text is rewritten as LaTeX and
+math-verify's plain-expression extraction (SymPy's ``parse_expr``, which evaluates Python)
+is not used; the one string SymPy still parses is a number token of math-verify's grammar
+(digits), turned into a number by ``sympy.Number``. A value denoting a number of
 more than ``MAX_DIGITS`` digits is refused before anything computes it; every check runs in
 a checker process within ``TIME_LIMIT`` seconds and ``MEMORY_LIMIT`` bytes; every call
 returns a verdict whose message says what was compared, for any input, never an exception.

@@ -32,12 +32,11 @@ def check(candidate: str, reference: str) -> Verdict:
         cand = read(candidate)
     except Unreadable as e:
         return Verdict.of("unknown", f"the candidate answer {clip(candidate)} could not be read: {e}", CHECKER)
-    shown = f"{show(cand)} and the reference {show(ref)}"
     try:
         if same(cand, ref):
             return Verdict.of("verified", f"{show(cand)} equals the reference {show(ref)}", CHECKER)
     except Incomparable as e:
-        return Verdict.of("unknown", f"{shown} could not be compared: {e}", CHECKER)
+        return Verdict.of("unknown", f"{show(cand)} and the reference {show(ref)} could not be compared: {e}", CHECKER)
     return Verdict.of("refuted", f"{show(cand)} differs from the reference {show(ref)}", CHECKER)
 
 
@@ -48,7 +47,7 @@ def check_unreferenced(problem: str, candidate: str, from_code: bool) -> Verdict
     if found is None:
         return Verdict.of("unknown", f"no equation in one unknown could be checked; {origin}", CHECKER, unchecked)
     eq, sym = found
-    stated = f"{sympy.sstr(eq.lhs)} = {sympy.sstr(eq.rhs)}"
+    stated = clip(f"{sympy.sstr(eq.lhs)} = {sympy.sstr(eq.rhs)}", quote=False)
     try:
         cand = read(candidate)
     except Unreadable as e:
