@@ -1,13 +1,15 @@
-"""Accuracy of the per-sample strategies on procedurally generated math problems.
+"""Accuracy of the per-sample strategies on procedurally generated math problems, per tier.
 
-Problems come from `reasoning-gym` (fixed seed). Each strategy runs through the same worker
-code a Ray actor runs (ModelWorker.run on batches of questions), on the configured engine
-(default: the embedded SmolLM2-135M). An answer is graded twice: by plait's math verifier
-against the dataset's answer, and by the dataset's own scorer (stricter on form, e.g. it wants
-fractions reduced). Prints a table, then one JSON object as the last line.
+Problems come from `reasoning-gym` (fixed seed), in two sets: `mixed`, the four tasks below
+with `--per-task` problems each, and `gsm`, `--gsm` gsm_symbolic word problems alone. Each
+strategy runs on each tier of plait's default config (small: SmolLM2-135M on transformers,
+large: Qwen2.5-Coder-1.5B on llama.cpp) through the same worker code a Ray actor runs
+(ModelWorker.run on batches of questions). An answer is graded twice: by plait's math
+verifier against the dataset's answer, and by the dataset's own scorer (stricter on form,
+e.g. it wants fractions reduced). Prints a table, then one JSON object as the last line.
 
-    python benchmarks/accuracy.py                          # 4 tasks x 13 problems, tora/cot/pal
-    python benchmarks/accuracy.py --per-task 25 --strategies tora,pal --batch 8
+    python benchmarks/accuracy.py                                    # both tiers, both sets
+    python benchmarks/accuracy.py --tiers large --sets gsm --strategies tora,pal
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ from rich.table import Table
 
 from tools.sandbox import SandboxLimits
 from verifiers import math as math_verifier
+from orchestrator.config import default_tiers
 from workers.actor import Batch, ModelWorker
-from workers.engines import EngineSpec
 from workers.types import Budget
 
 TASKS = ("basic_arithmetic", "simple_equations", "fraction_simplification", "gsm_symbolic")
+
+
+def problem_sets(names: list[str], per_task: int, gsm: int, seed: int) -> dict[str, list[dict]]:
+    sets = {"mixed": lambda: load_problems(list(TASKS), per_task, seed), "gsm": lambda: load_problems(["gsm_symbolic"], gsm, seed)}
+    return {name: sets[name]() for name in names}
 
 
 def load_problems(tasks: list[str], per_task: int, seed: int) -> list[dict]:
@@ -40,9 +47,9 @@ def load_problems(tasks: list[str], per_task: int, seed: int) -> list[dict]:
     return problems
 
 
-def run_strategy(worker: ModelWorker, name: str, problems: list[dict], batch: int, budget: Budget, progress) -> list[dict]:
+def run_strategy(worker: ModelWorker, name: str, problems: list[dict], batch: int, budget: Budget, progress, label: str) -> list[dict]:
     rows = []
-    bar = progress.add_task(name, total=len(problems))
+    bar = progress.add_task(label, total=len(problems))
     for start in range(0, len(problems), batch):
         chunk = problems[start : start + batch]
         began = time.monotonic()
@@ -88,41 +95,49 @@ def summarize(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default="tora,cot,pal")
-    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--tiers", default="small,large", help="tiers of the default config")
+    parser.add_argument("--sets", default="mixed,gsm")
     parser.add_argument("--per-task", type=int, default=13)
+    parser.add_argument("--gsm", type=int, default=52, help="problems of the gsm set")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=1024, help="generated-token budget per problem")
-    parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
     args = parser.parse_args()
 
     console = Console(stderr=True)
     strategies = args.strategies.split(",")
-    problems = load_problems(args.tasks.split(","), args.per_task, args.seed)
-    worker = ModelWorker(EngineSpec(model=args.model), tier="bench")
+    sets = problem_sets(args.sets.split(","), args.per_task, args.gsm, args.seed)
+    tiers = default_tiers()
     budget = Budget(max_tokens=args.max_tokens)
     results: dict[str, dict] = {}
     per_task: dict[str, dict[str, float]] = defaultdict(dict)
     with Progress(console=console) as progress:
-        for name in strategies:
-            rows = run_strategy(worker, name, problems, args.batch, budget, progress)
-            results[name] = summarize(rows)
-            results[name]["rows"] = rows
-            for task in dict.fromkeys(r["task"] for r in rows):
-                per_task[name][task] = summarize([r for r in rows if r["task"] == task])["accuracy"]
+        for tier in args.tiers.split(","):
+            worker = ModelWorker(tiers[tier].engine_spec(), tier)
+            for set_name, problems in sets.items():
+                for name in strategies:
+                    key = f"{tier}/{set_name}/{name}"
+                    rows = run_strategy(worker, name, problems, args.batch, budget, progress, key)
+                    results[key] = summarize(rows) | {"rows": rows}
+                    for task in dict.fromkeys(r["task"] for r in rows):
+                        per_task[key][task] = summarize([r for r in rows if r["task"] == task])["accuracy"]
+            if hasattr(worker.engine, "close"):
+                worker.engine.close()
 
-    table = Table(title=f"{args.model}: {len(problems)} reasoning-gym problems, seed {args.seed}")
-    for column in ("strategy", "accuracy", "dataset scorer", "agree", *dict.fromkeys(p["task"] for p in problems), "tokens", "tool calls", "s/problem"):
+    tasks = list(dict.fromkeys(p["task"] for problems in sets.values() for p in problems))
+    table = Table(title=f"reasoning-gym, seed {args.seed}: " + ", ".join(f"{name} {len(p)} problems" for name, p in sets.items()))
+    for column in ("tier", "set", "strategy", "plait verifier", "dataset scorer", "agree", *tasks, "tokens", "generated", "tool calls", "s/problem"):
         table.add_column(column)
-    for name, s in results.items():
+    for key, s in results.items():
         table.add_row(
-            name,
+            *key.split("/"),
             f"{s['accuracy']:.1%}",
             f"{s['dataset_accuracy']:.1%}",
             f"{s['graders_agree']:.0%}",
-            *(f"{v:.0%}" for v in per_task[name].values()),
+            *(f"{per_task[key][t]:.0%}" if t in per_task[key] else "" for t in tasks),
             f"{s['mean_tokens']:.0f}",
+            f"{s['mean_completion_tokens']:.0f}",
             f"{s['mean_tool_calls']:.2f}",
             f"{s['seconds_per_problem']:.2f}",
         )
@@ -130,20 +145,21 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}, indent=1, default=str))
-    summary = {name: {k: v for k, v in s.items() if k != "rows"} for name, s in results.items()}
-    first, second = strategies[0], strategies[min(1, len(strategies) - 1)]
-    ratio = summary[first]["accuracy"] / summary[second]["accuracy"] if summary[second]["accuracy"] else None
+    summary = {key: {k: v for k, v in s.items() if k != "rows"} for key, s in results.items()}
+    pair = [k for k in summary if k.split("/")[1:] == [list(sets)[0], strategies[0]]]
+    ratio = None
+    if len(pair) == 2 and summary[pair[0]]["accuracy"]:
+        ratio = summary[pair[1]]["accuracy"] / summary[pair[0]]["accuracy"]
     print(
         json.dumps(
             {
                 "name": "accuracy",
-                "model": args.model,
-                "problems": len(problems),
                 "seed": args.seed,
-                "strategies": summary,
+                "sets": {name: len(p) for name, p in sets.items()},
+                "results": summary,
                 "per_task_accuracy": per_task,
                 "ratio": ratio,
-                "ratio_of": f"{first} accuracy / {second} accuracy (null when the second is 0)",
+                "ratio_of": f"{pair[-1] if pair else ''} accuracy / {pair[0] if pair else ''} accuracy (null without two tiers or when the first is 0)",
             }
         )
     )

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from skeleton_quality import multi_part_problems
+from multipart import multi_part_problems
 from accuracy import TASKS, load_problems
 from planners.sgd import PLANNER_PROMPT, parse_skeleton, skeleton_schema
 from workers.engines.base import SamplingParams
@@ -61,7 +61,7 @@ def main() -> None:
 
     half = args.problems // 2
     single = load_problems(list(TASKS), -(-half // len(TASKS)), args.seed)[:half]
-    problems = [p["entry"]["question"] for p in single] + [p["question"] for p in multi_part_problems(args.problems - half, args.seed)]
+    problems = [p["entry"]["question"] for p in single] + [p.question for p in multi_part_problems(args.problems - half, args.seed)]
     schema = skeleton_schema()
     engine = TransformersEngine()
     console = Console(stderr=True)

@@ -1,11 +1,7 @@
 """SGD (planner + skeleton graph) vs one single pass, at matched token budgets, in one run.
 
-Multi-part problems are built from `reasoning-gym` tasks (fixed seed), each with an integer
-reference computed from the parts' own answers:
-
-- pair:  two independent sub-questions (basic_arithmetic, chain_sum), then A + B;
-- chain: a sub-question, then a calculation on its answer (a later part uses an earlier one);
-- word:  a gsm_symbolic word problem and an arithmetic question, then A - B.
+Multi-part problems come from `multipart.py` (reasoning-gym tasks, fixed seed): pair,
+chain and word problems whose later parts use earlier answers.
 
 Per problem, the SGD arm runs first (`planner: sgd`, each node with the chosen strategy);
 then the single arm runs the whole problem as one node with the same strategy and a
@@ -21,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 
-import reasoning_gym
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -33,47 +27,7 @@ from orchestrator.client import Client
 from orchestrator.config import Config
 from orchestrator.runtime import init_ray
 
-KINDS = ("pair", "chain", "word")
-
-
-def _integer_entries(task: str, count: int, seed: int) -> list[dict]:
-    entries = [e for e in reasoning_gym.create_dataset(task, size=count * 3, seed=seed) if _is_int(e["answer"])]
-    return entries[:count]
-
-
-def _is_int(answer: object) -> bool:
-    try:
-        return float(answer) == int(float(answer))
-    except (TypeError, ValueError):
-        return False
-
-
-def multi_part_problems(count: int, seed: int) -> list[dict]:
-    """`count` problems, the kinds in turn: {"kind", "question", "answer"}."""
-    rng = random.Random(seed)
-    arithmetic = _integer_entries("basic_arithmetic", count, seed) + _integer_entries("chain_sum", count, seed)
-    rng.shuffle(arithmetic)
-    words = _integer_entries("gsm_symbolic", count, seed)
-    problems = []
-    for i in range(count):
-        kind = KINDS[i % len(KINDS)]
-        first, second = arithmetic[(2 * i) % len(arithmetic)], arithmetic[(2 * i + 1) % len(arithmetic)]
-        a, b = int(float(first["answer"])), int(float(second["answer"]))
-        if kind == "pair":
-            question = f"Part 1: {first['question']} Call the answer A.\nPart 2: {second['question']} Call the answer B.\nWhat is A + B?"
-            answer = a + b
-        elif kind == "chain":
-            k, c = rng.randint(2, 9), rng.randint(1, 20)
-            question = f"Part 1: {first['question']} Call the answer A.\nPart 2: What is {k} times A, plus {c}?"
-            answer = k * a + c
-        else:
-            word = words[i % len(words)]
-            a = int(float(word["answer"]))
-            question = f"Part 1: {word['question']} Call the answer A.\nPart 2: {second['question']} Call the answer B.\nWhat is A - B?"
-            answer = a - b
-        problems.append({"kind": kind, "question": question, "answer": str(answer)})
-    return problems
-
+from multipart import KINDS, multi_part_problems
 
 def generated_tokens(client: Client, job_id: str) -> int:
     """Tokens the job generated: its nodes' and, under SGD, the planner's."""
@@ -117,10 +71,10 @@ def main() -> None:
         with Progress(console=console) as progress:
             bar = progress.add_task("problems", total=len(problems))
             for problem in problems:
-                base = {"problem": problem["question"], "strategy": {"name": args.strategy}, "reference": problem["answer"]}
+                base = {"problem": problem.question, "strategy": {"name": args.strategy}, "reference": problem.answer}
                 sgd = run_arm(client, {**base, "planner": "sgd", "budget": {"max_tokens": args.max_tokens}})
                 single = run_arm(client, {**base, "planner": "none", "budget": {"max_tokens": max(sgd["generated"], 1)}})
-                rows.append({"kind": problem["kind"], "reference": problem["answer"], "sgd": sgd, "single": single})
+                rows.append({"kind": problem.kind, "reference": problem.answer, "sgd": sgd, "single": single})
                 progress.advance(bar)
     finally:
         client.close()

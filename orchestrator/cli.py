@@ -168,8 +168,8 @@ def solve(
     """Solve one problem end to end and print the answer, its verdict, tokens and time."""
     budget = {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples, "max_flops": budget_flops}
     spec = _spec(problem, strategy, answer, param, budget, timeout, planner)
-    client = _client(config, address)
-    _follow(client, client.submit(spec), as_json, graph)
+    with _client(config, address) as client:
+        _follow(client, client.submit(spec), as_json, graph)
 
 
 @app.command()
@@ -192,15 +192,15 @@ def submit(
     """Queue a job on the cluster and print its id; it runs on after this command exits."""
     budget = {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples, "max_flops": budget_flops}
     spec = _spec(problem, strategy, answer, param, budget, timeout, planner)
-    client = _client(config, address)
-    if client.mode == "local" and not wait:
-        raise InvalidInput("no cluster to submit to: start one with `plait up`, pass --address, or use `plait solve`")
-    job_id = client.submit(spec)
-    if wait:
-        err.print(job_id, style="dim")
-        _follow(client, job_id, as_json)
-    else:
-        print(json.dumps({"id": job_id}) if as_json else job_id)
+    with _client(config, address) as client:
+        if client.mode == "local" and not wait:
+            raise InvalidInput("no cluster to submit to: start one with `plait up`, pass --address, or use `plait solve`")
+        job_id = client.submit(spec)
+        if wait:
+            err.print(job_id, style="dim")
+            _follow(client, job_id, as_json)
+        else:
+            print(json.dumps({"id": job_id}) if as_json else job_id)
 
 
 @app.command()
@@ -326,9 +326,9 @@ def serve(
     from orchestrator.api import run_server
     from orchestrator.config import API_PORT
 
-    client = _client(config, address)
-    err.print(f"plait API at http://{host}:{port or API_PORT} ({client.mode} mode)", style="bold")
-    run_server(client, host, port or API_PORT, os.environ.get("PLAIT_API_TOKEN") or None)
+    with _client(config, address) as client:
+        err.print(f"plait API at http://{host}:{port or API_PORT} ({client.mode} mode)", style="bold")
+        run_server(client, host, port or API_PORT, os.environ.get("PLAIT_API_TOKEN") or None)
 
 
 @config_app.command("show")
@@ -459,14 +459,14 @@ def synth(
     if timeout is not None:
         data["timeout"] = timeout
     spec = JobSpec.parse(data)
-    client = _client(config, address)
-    job_id = client.submit(spec)
     from orchestrator.progress import ProgressView
 
-    with ProgressView(err) as view:
-        for event in client.watch(job_id):
-            view(event)
-    result = client.result(job_id)
+    with _client(config, address) as client:
+        job_id = client.submit(spec)
+        with ProgressView(err) as view:
+            for event in client.watch(job_id):
+                view(event)
+        result = client.result(job_id)
     path = None
     if result.verified:
         path = out_file or Path(f"{spec_file.name.removesuffix(spec_file.suffix)}.verified{spec_file.suffix}")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 from orchestrator import cluster
 from orchestrator.config import Config, load_config
 from orchestrator.job import TERMINAL, Job, Result, new_job_id
-from orchestrator.runtime import WorkerPool, init_ray
+from orchestrator.runtime import WorkerPool, init_ray, shutdown_local_ray
 from orchestrator.scheduler import Scheduler
 from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore, Store, open_store
@@ -48,6 +48,7 @@ class Client:
         self.pool = WorkerPool(config)
         self._scheduler = Scheduler(self.store, self.pool, config)
         self._threads: dict[str, threading.Thread] = {}
+        self._owns_ray = False  # whether this client started the local Ray it runs on
 
     def submit(self, spec: JobSpec | dict | str) -> str:
         """Validate and store a job (a str is the problem text) and start it. Returns its id."""
@@ -65,6 +66,7 @@ class Client:
 
             ray.get(controller(self.config).start.remote(job.id))
         else:
+            self._owns_ray |= init_ray(self.config)
             thread = threading.Thread(target=self._scheduler.run, args=(job.id,), name=f"plait-{job.id}", daemon=True)
             self._threads[job.id] = thread
             thread.start()
@@ -116,9 +118,13 @@ class Client:
         return self.store.jobs(status, limit)
 
     def close(self) -> None:
-        """Release this client's worker actors (local mode); cluster actors stay up."""
+        """Release this client's worker actors (local mode), and the local Ray if this client
+        started it; cluster actors stay up."""
         if self.mode == "local":
             self.pool.shutdown()
+            if self._owns_ray:
+                shutdown_local_ray()
+                self._owns_ray = False
 
     def __enter__(self) -> "Client":
         return self

@@ -106,6 +106,7 @@ class SandboxConfig(_Section):
     file_size_mb: int = Field(default=16, ge=1)
     max_processes: int = Field(default=32, ge=1)
     max_output_chars: int = Field(default=4000, ge=100)
+    disk_mb: int = Field(default=64, ge=1, description="scratch directory quota (a tmpfs of this size under bubblewrap)")
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(**self.model_dump())

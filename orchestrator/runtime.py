@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator.config import Config, tier_resource
 from plait.errors import ConfigError
-from tools.processes import on_lifetime_thread
+from tools.processes import descendants, end, on_lifetime_thread
 from workers.actor import ModelWorker
 
 # Set before Ray starts from this process: no usage reporting; worker processes (the model
@@ -48,20 +48,20 @@ def tier_resources(config: Config, amount: float = 1000) -> dict[str, float]:
     return {tier_resource(tier): amount for tier in config.tiers}
 
 
-def init_ray(config: Config) -> None:
+def init_ray(config: Config) -> bool:
+    """Connect to, or start, Ray; True when this call started a local instance."""
     import ray
 
     # Ray's daemons die with the thread that forked them: whichever thread asks first (a job
     # thread, an HTTP request's pool thread), they are started from one that lives on.
-    if not ray.is_initialized():
-        on_lifetime_thread(_init_ray, config)
+    return False if ray.is_initialized() else on_lifetime_thread(_init_ray, config)
 
 
-def _init_ray(config: Config) -> None:
+def _init_ray(config: Config) -> bool:
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     ensure_ray_token()
     options: dict = dict(
         # "local" starts a new in-process instance; None would join any `ray start` cluster found.
@@ -82,6 +82,20 @@ def _init_ray(config: Config) -> None:
         ray.init(**options)
     except (ConnectionError, TimeoutError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {config.ray.address}: {exc}") from None
+    return config.ray.address is None
+
+
+def shutdown_local_ray() -> None:
+    """Stop the Ray this process started, and everything Ray started under it: Ray's own
+    shutdown leaves the dashboard and runtime-env agents that the raylet forked running for
+    up to a minute and a half."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    started = descendants(os.getpid())
+    ray.shutdown()
+    end(started)
 
 
 class WorkerPool:

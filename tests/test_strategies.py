@@ -19,7 +19,9 @@ class ScriptedEngine:
         self.calls: list[tuple[list, SamplingParams]] = []
 
     def _question(self, prompt) -> str:
-        return next(m.content for m in reversed(prompt) if m.role == "user")
+        """The scripted question the prompt's last user turn asks (an instruction may follow it)."""
+        asked = next(m.content for m in reversed(prompt) if m.role == "user")
+        return max((q for q in self.scripts if asked.startswith(q)), key=len)
 
     def generate(self, prompts, params):
         self.calls.append((prompts, params))

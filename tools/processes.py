@@ -37,6 +37,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot, /proc/PID/stat field 22): with the PID it
+    names one process, even after the PID is reused. None if there is no such process."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, start time) of every live process below `pid`, children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        started = start_time(child)
+        if started is not None:
+            found.append((child, started))
+        todo += children.get(child, [])
+    return found
+
+
+def end(processes: list[tuple[int, int]], grace: float = 5.0) -> None:
+    """SIGTERM the given (pid, start time) processes that are still those processes, then
+    SIGKILL what is left after `grace` seconds."""
+    def alive() -> list[int]:
+        return [pid for pid, started in processes if start_time(pid) == started and not _zombie(pid)]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in alive():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: SIGKILL it when the parent goes, so a killed
     # worker actor never leaves its model server behind.
