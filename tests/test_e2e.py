@@ -4,7 +4,6 @@ import pytest
 
 from orchestrator.job import Result
 from verifiers import math as math_verifier
-from workers.strategies.answers import last_boxed, last_output_line
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +21,8 @@ def test_tora_solves_through_ray_with_the_sandbox(client):
     assert "17" in first.code and first.result.isolation in ("bwrap", "unshare", "none")
     assert f"```output\n{first.result.stdout.strip()}\n```" in attempt.text
     # The answer is what the transcript says, read by the documented rule.
-    expected = last_boxed(attempt.text) or last_output_line(attempt.tool_calls[-1].result.stdout)
+    outputs = [call.result.stdout for call in attempt.tool_calls if call.result.ok]
+    expected = math_verifier.read_answer(attempt.text, question=attempt.question, outputs=outputs).text
     assert result.answer == expected == node.answer
     # The verdict is the verifier's, against the reference.
     assert result.verified == math_verifier.equivalent(result.answer, "395")
@@ -45,7 +45,7 @@ def test_batched_strategies_and_job_listing(client):
     pal = client.solve({"problem": "What is 12 * 12?", "strategy": {"name": "pal"}})
     cot = client.solve({"problem": "What is 12 * 12?", "strategy": {"name": "cot"}})
     assert pal.nodes[0].attempt.strategy == "pal" and pal.nodes[0].attempt.tool_calls
-    assert pal.answer == last_output_line(pal.nodes[0].attempt.tool_calls[0].result.stdout)
+    assert pal.answer == pal.nodes[0].attempt.tool_calls[0].result.stdout.strip().splitlines()[-1].strip()
     assert cot.nodes[0].attempt.strategy == "cot" and not cot.nodes[0].attempt.tool_calls
     listed = {j.id: j.status for j in client.jobs()}
     assert listed[pal.job_id] == "succeeded" or pal.status == "failed"
@@ -164,7 +164,7 @@ def test_the_large_tier_solves_a_word_problem_with_tools_through_ray(client, con
     ran = [call for call in attempt.tool_calls if call.result.ok]
     assert ran and all(f"```output\n{call.result.stdout.strip()}\n```" in attempt.text for call in ran)
     # The answer comes from the transcript's \boxed{}, and the verdict is the verifier's.
-    assert attempt.answer_source == "boxed" and result.answer == last_boxed(attempt.text)
+    assert attempt.answer_source == "boxed" and result.answer == math_verifier.boxed_answer(attempt.text, attempt.question)
     assert result.verified == math_verifier.equivalent(result.answer, "48") and result.verified
     assert any(e["type"] == "engine" and "llama-server ready" in e["message"] for e in events)
     assert result.flops == 2 * 1_543_714_304 * (result.tokens - attempt.cached_tokens)

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from test_strategies import ScriptedEngine, run
+from verifiers.role import MathVerifier
 from workers.strategies.rebase import allocate
 from workers.strategies.rewards import Candidate, JudgeReward, LikelihoodReward, ReverseReward, ToolReward
 from workers.strategies.search import split, tally
@@ -17,9 +18,9 @@ EQUATION = "Solve for x: 2*x + 3 = 11"
 
 
 def test_tally_groups_equivalent_answers_heaviest_first():
-    groups = tally(["4", "8/2", None, "5", "4.0"], [1, 1, 1, 2.5, 1])
+    groups = tally(["4", "8/2", None, "5", "4.0"], [1, 1, 1, 2.5, 1], MathVerifier())
     assert [(rep, total, members) for rep, total, members in groups] == [("4", 3, [0, 1, 4]), ("5", 2.5, [3])]
-    assert tally([None, None], [1, 1]) == []
+    assert tally([None, None], [1, 1], MathVerifier()) == []
 
 
 def test_majority_votes_over_samples_decoded_in_one_call():

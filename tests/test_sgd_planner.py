@@ -8,7 +8,7 @@ import pytest
 
 from plait.errors import InvalidInput
 from planners import plan
-from planners.sgd import MAX_NODES, PREFIX, SKELETON_SCHEMA, parse_skeleton, plan_sgd
+from planners.sgd import MAX_NODES, PLANNER_INSTRUCT, PREFIX, SKELETON_SCHEMA, parse_skeleton, plan_sgd
 from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams
 
 PROBLEM = "Ann has 3 apples and buys 4 more; Bob has twice as many as Ann. How many do they have together?"
@@ -72,7 +72,9 @@ def test_valid_skeleton_becomes_a_routed_graph_with_one_sink():
     assert graph.node("total").question == f"What is {{ann}} + {{bob}}?\n\nOriginal problem: {PROBLEM}"
     assert reason == PREFIX + "3 nodes (parts)"
     (prompt,), _ = engine.calls[0]
-    assert prompt[-1].role == "user" and prompt[-1].content == PROBLEM
+    # A chat model gets the instruction after the problem, in the planner's instruct prompt.
+    assert prompt[-1].role == "user" and prompt[-1].content.startswith(PROBLEM)
+    assert prompt[0].content == PLANNER_INSTRUCT.system
 
 
 def test_plan_dispatches_to_sgd_and_needs_an_engine():

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from tools.sandbox import SandboxLimits
+from verifiers.role import MathVerifier, Verifier
 from workers.engines import EngineSpec, make_engine
 from workers.strategies import MODEL_FREE, RunContext, make_strategy
 from workers.types import Attempt, Budget
@@ -29,6 +30,7 @@ class Batch:
     params: dict
     budget: Budget
     sandbox: SandboxLimits
+    verifier: Verifier = field(default_factory=MathVerifier)  # the job's, chosen by its kind
 
 
 @dataclass
@@ -85,7 +87,7 @@ class ModelWorker:
                 engine = None if batch.strategy in MODEL_FREE else self.load(events.put)
                 cache = getattr(engine, "prefix_cache", None)
                 before = cache.stats.copy() if cache else None
-                ctx = RunContext(engine, batch.budget, batch.sandbox, emit=events.put)
+                ctx = RunContext(engine, batch.budget, batch.sandbox, emit=events.put, verifier=batch.verifier)
                 outcome["attempts"] = strategy.run(batch.questions, ctx)
                 outcome["kv_cache"] = cache.stats.minus(before).to_dict() if cache else {}
             except BaseException as exc:  # handed to the caller below

@@ -69,14 +69,14 @@ from importlib.metadata import version
 from verifiers.math import isolation
 from verifiers.math.isolation import MEMORY_LIMIT, TIME_LIMIT, CheckerFailed
 from verifiers.math.parsing import MAX_DIGITS
-from verifiers.math.reading import FoundAnswer, read_answer
+from verifiers.math.reading import FoundAnswer, boxed_answer, read_answer
 from verifiers.types import Checker, Verdict
 
 CHECKER = Checker("math", f"math-verify {version('math-verify')}, sympy {version('sympy')}")
 MAX_TEXT_CHARS = 100_000  # longer texts are refused unread; of a transcript only the tail is read
 
 __all__ = [
-    "CHECKER", "MAX_DIGITS", "MAX_TEXT_CHARS", "MEMORY_LIMIT", "TIME_LIMIT", "FoundAnswer",
+    "CHECKER", "MAX_DIGITS", "MAX_TEXT_CHARS", "MEMORY_LIMIT", "TIME_LIMIT", "FoundAnswer", "boxed_answer",
     "equivalent", "extract_equation", "parse_answer", "read_answer", "verify", "verify_unreferenced",
 ]
 

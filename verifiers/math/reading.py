@@ -79,6 +79,13 @@ def read_answer(transcript: str, *, question: str | None = None, outputs: Sequen
     return FoundAnswer(last, "text") if last else FoundAnswer(None, "")
 
 
+def boxed_answer(text: str, question: str | None = None) -> str | None:
+    """What the transcript's boxes say (read as `read_answer` reads them), or None: for a
+    caller that must know whether a final answer has been written yet."""
+    found = _boxed(text[-READ_CHARS:].strip(), question)
+    return found.text if found else None
+
+
 def math_spans(text: str) -> list[str]:
     """The contents of the ``$...$``, ``$$...$$``, ``\\(...\\)`` and ``\\[...\\]`` spans of text."""
     return [_span_text(s) for s in _MATH_SPAN.finditer(text)]

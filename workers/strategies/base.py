@@ -10,8 +10,8 @@ from typing import Callable, Protocol
 
 from tools.sandbox import ExecResult, SandboxLimits, run_python
 from verifiers import math as math_verifier
+from verifiers.role import MathVerifier, Verifier
 from workers.engines.base import Completion, Engine, Prompt, SamplingParams, check_cautious_entropy
-from workers.strategies.answers import last_output_line
 from workers.types import Attempt, Budget, ToolCall
 
 Emit = Callable[[dict], None]
@@ -23,6 +23,7 @@ class RunContext:
     budget: Budget = field(default_factory=Budget)
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     emit: Emit = lambda event: None
+    verifier: Verifier = field(default_factory=MathVerifier)  # the job's: every verdict and vote goes through it
 
 
 class Strategy(Protocol):
@@ -139,19 +140,24 @@ class Rollouts:
             if attempt.answer is None and attempt.finish_reason == "answered":
                 attempt.finish_reason = "no_answer"
             attempt.seconds = seconds
-            attempt.verdict = math_verifier.verify_unreferenced(
-                attempt.question, attempt.answer, from_code=_came_from_code(attempt)
-            )
+            attempt.verdict = self.ctx.verifier.check(attempt.question, attempt.answer, outputs=successful_outputs(attempt.tool_calls))
         return self.attempts
 
 
-def _came_from_code(attempt: Attempt) -> bool:
-    if attempt.answer is None:
-        return False
-    if attempt.answer_source == "output":
-        return True
-    outputs = [last_output_line(t.result.stdout) for t in attempt.tool_calls if t.result.ok]
-    return any(o is not None and math_verifier.equivalent(attempt.answer, o) for o in outputs)
+def successful_outputs(calls: list[ToolCall]) -> list[str]:
+    return [call.result.stdout for call in calls if call.result.ok]
+
+
+def transcript_answer(question: str, text: str, calls: list[ToolCall]) -> math_verifier.FoundAnswer:
+    """The final answer of a transcript, by the one answer reader (boxes, "the answer is",
+    the last output of the code that ran, ...)."""
+    return math_verifier.read_answer(text, question=question, outputs=successful_outputs(calls))
+
+
+def output_answer(stdout: str) -> str | None:
+    """The answer a program printed: its last line."""
+    return math_verifier.read_answer("", outputs=[stdout]).text
+
 
 
 def format_output(result: ExecResult, max_lines: int = 12) -> str:

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+import sympy
+
 from verifiers import math as math_verifier
 from workers.strategies.base import RunContext
 from workers.types import Attempt
@@ -25,14 +27,14 @@ class Calc:
             expression = question.strip().splitlines()[-1] if question.strip() else ""
             value = math_verifier.parse_answer(expression)
             attempt = Attempt(question=question, strategy=self.name, model_id="sympy")
-            if value is None or isinstance(value, (tuple, bool)):
+            if not isinstance(value, sympy.Expr):  # a list, a relation or nothing is not one value
                 attempt.finish_reason = "no_answer"
                 attempt.text = f"cannot evaluate {expression!r} as a math expression"
             else:
                 attempt.answer, attempt.answer_source, attempt.finish_reason = str(value), "text", "answered"
                 attempt.text = f"{expression} = {value}"
             attempt.seconds = time.monotonic() - started
-            attempt.verdict = math_verifier.verify_unreferenced(question, attempt.answer, from_code=attempt.answer is not None)
+            attempt.verdict = ctx.verifier.check(question, attempt.answer, outputs=[attempt.answer] if attempt.answer else [])
             attempts.append(attempt)
         ctx.emit({"type": "generated", "round": 0, "questions": len(questions), "tokens": 0})
         return attempts

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workers.strategies.answers import answer_from_text
-from workers.strategies.base import RunContext, Rollouts, SamplingConfig
+from workers.strategies.base import RunContext, Rollouts, SamplingConfig, transcript_answer
 from workers.strategies.prompts import prompt_set
 from workers.types import Attempt
 
@@ -22,6 +21,6 @@ class CoT(SamplingConfig):
         for i, completion in rollouts.generate(indices, [prompt.prompt(q) for q in questions], (), 0).items():
             attempt = rollouts.attempts[i]
             attempt.text = completion.text
-            attempt.answer, attempt.answer_source = answer_from_text(completion.text)
+            attempt.answer, attempt.answer_source = transcript_answer(attempt.question, completion.text, [])
             rollouts.finish(i, "answered")
         return rollouts.close()

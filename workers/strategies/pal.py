@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workers.strategies.answers import last_output_line
-from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output
+from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output, output_answer
 from workers.strategies.prompts import OUTPUT_FENCE, prompt_set
 from workers.types import Attempt
 
@@ -33,7 +32,7 @@ class PAL(SamplingConfig):
             attempt = rollouts.attempts[i]
             attempt.text += f"{OUTPUT_FENCE}\n{format_output(result)}\n```\n"
             if result.ok:
-                attempt.answer = last_output_line(result.stdout)
+                attempt.answer = output_answer(result.stdout)
                 attempt.answer_source = "output" if attempt.answer is not None else ""
         for i in indices:
             rollouts.finish(i, "answered")

@@ -23,8 +23,7 @@ from typing import ClassVar
 from tools.sandbox import ExecResult, run_python
 from verifiers import math as math_verifier
 from workers.engines.base import Completion, Prompt, SamplingParams
-from workers.strategies.answers import answer_from_text, last_boxed, last_output_line
-from workers.strategies.base import RunContext, format_output
+from workers.strategies.base import RunContext, format_output, output_answer, successful_outputs, transcript_answer
 from workers.strategies.prompts import OUTPUT_FENCE, PromptSet, prompt_set
 from workers.strategies.rewards import Candidate
 from workers.strategies.search import SearchConfig, tally
@@ -79,8 +78,8 @@ class _Steps:
     def ran(self, node: Node, result: ExecResult) -> None:
         """Take a program's result into the path."""
 
-    def final_answer(self, node: Node) -> str | None:
-        return answer_from_text(node.text)[0]
+    def final_answer(self, node: Node, question: str) -> str | None:
+        return transcript_answer(question, node.text, node.tool_calls).text
 
 
 class _CoTSteps(_Steps):
@@ -92,7 +91,7 @@ class _CoTSteps(_Steps):
     def advance(self, node, completion):
         node.step = completion.text + (completion.stop_reason or "")
         node.text += node.step
-        node.finished = _ended(completion) or last_boxed(node.text) is not None
+        node.finished = _ended(completion) or math_verifier.boxed_answer(node.text) is not None
 
 
 class _PALSteps(_Steps):
@@ -111,10 +110,10 @@ class _PALSteps(_Steps):
 
     def ran(self, node, result):
         node.text = f"{_PAL_OPEN}{node.text}```\n{OUTPUT_FENCE}\n{format_output(result)}\n```\n"
-        node.answer = last_output_line(result.stdout) if result.ok else None
+        node.answer = output_answer(result.stdout) if result.ok else None
         node.finished = True
 
-    def final_answer(self, node):
+    def final_answer(self, node, question):
         return node.answer
 
 
@@ -128,20 +127,10 @@ class _ToRASteps(_Steps):
         node.step = completion.text
         node.text += completion.text
         node.program = pending_program(completion)
-        node.finished = node.program is None and (_ended(completion) or last_boxed(node.text) is not None)
+        node.finished = node.program is None and (_ended(completion) or math_verifier.boxed_answer(node.text) is not None)
 
     def ran(self, node, result):
         node.text = _close_block(node.text) + f"{OUTPUT_FENCE}\n{format_output(result)}\n```\n"
-
-    def final_answer(self, node):
-        boxed = last_boxed(node.text)
-        if boxed is not None:
-            return boxed
-        for call in reversed(node.tool_calls):
-            line = last_output_line(call.result.stdout) if call.result.ok else None
-            if line is not None:
-                return line
-        return answer_from_text(node.text)[0]
 
 
 STEPS = {"cot": _CoTSteps, "pal": _PALSteps, "tora": _ToRASteps}
@@ -245,12 +234,12 @@ class Rebase(SearchConfig):
             self._run_programs([(t, c) for t, c in children if c.program is not None], steps, ctx, depth)
             for tree, child in children:
                 if child.finished:
-                    child.answer = steps.final_answer(child)
-            self._score(children, reward)
+                    child.answer = steps.final_answer(child, tree.question)
+            self._score(children, reward, ctx)
             for tree in trees:
                 fresh = [c for t, c in children if t is tree and not c.finished]
                 tree.live = [(c, k) for c, k in zip(fresh, allocate(tree.width - len(tree.finished), [c.reward for c in fresh], self.balance_temperature)) if k]
-        return [self._attempt(tree, steps, reward, info) for tree in trees]
+        return [self._attempt(tree, steps, reward, info, ctx) for tree in trees]
 
     def _run_programs(self, waiting: list[tuple[_Tree, Node]], steps: _Steps, ctx: RunContext, depth: int) -> None:
         if not waiting:
@@ -264,25 +253,25 @@ class Rebase(SearchConfig):
             ctx.emit({"type": "tool_call", "round": depth, "status": result.status, "seconds": round(result.seconds, 3)})
 
     @staticmethod
-    def _score(pairs: list[tuple[_Tree, Node]], reward) -> None:
+    def _score(pairs: list[tuple[_Tree, Node]], reward, ctx: RunContext) -> None:
         candidates = []
         for tree, node in pairs:
             ok = sum(call.result.ok for call in node.tool_calls)
             verdict = ""
             if node.finished:
-                verdict = math_verifier.verify_unreferenced(tree.question, node.answer, from_code=ok > 0).status
+                verdict = ctx.verifier.check(tree.question, node.answer, outputs=successful_outputs(node.tool_calls)).status
             candidates.append(
                 Candidate(tree.question, node.text, node.answer, node.logprob, node.generated, ok, len(node.tool_calls) - ok, verdict)
             )
         for (_, node), value in zip(pairs, reward.score(candidates)):
             node.reward = value
 
-    def _attempt(self, tree: _Tree, steps: _Steps, reward, info) -> Attempt:
+    def _attempt(self, tree: _Tree, steps: _Steps, reward, info, ctx: RunContext) -> Attempt:
         # Paths still open at the end are read as they stand.
         for node, _ in tree.live:
-            node.finished, node.answer = True, steps.final_answer(node)
+            node.finished, node.answer = True, steps.final_answer(node, tree.question)
         done = tree.finished
-        groups = tally([n.answer for n in done], [n.reward for n in done])
+        groups = tally([n.answer for n in done], [n.reward for n in done], ctx.verifier)
         best = done[groups[0][2][0]] if groups else None
         attempt = Attempt(
             question=tree.question,
@@ -308,7 +297,6 @@ class Rebase(SearchConfig):
                 "tree": [n.record() for n in tree.nodes],
             },
         )
-        from_code = any(call.result.ok for call in attempt.tool_calls)
-        attempt.verdict = math_verifier.verify_unreferenced(tree.question, attempt.answer, from_code=from_code)
+        attempt.verdict = ctx.verifier.check(tree.question, attempt.answer, outputs=successful_outputs(attempt.tool_calls))
         return attempt
 

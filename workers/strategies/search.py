@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from verifiers import math as math_verifier
+from verifiers.role import Verifier
 from workers.engines.base import check_cautious_entropy
 from workers.strategies.base import RunContext
 from workers.strategies.rewards import REWARDS, Candidate, make_reward
@@ -97,15 +97,15 @@ def candidate(attempt: Attempt) -> Candidate:
     )
 
 
-def tally(answers: list[str | None], weights: list[float]) -> list[tuple[str, float, list[int]]]:
-    """(representative answer, total weight, sample indices) per group of equivalent answers,
-    heaviest first; ties keep the order in which the answers first appeared."""
+def tally(answers: list[str | None], weights: list[float], verifier: Verifier) -> list[tuple[str, float, list[int]]]:
+    """(representative answer, total weight, sample indices) per group of answers the verifier
+    finds equivalent, heaviest first; ties keep the order in which the answers first appeared."""
     groups: list[tuple[str, float, list[int]]] = []
     for i, (answer, weight) in enumerate(zip(answers, weights)):
         if answer is None:
             continue
         for g, (rep, total, members) in enumerate(groups):
-            if answer == rep or math_verifier.equivalent(answer, rep):
+            if verifier.equivalent(answer, rep):
                 groups[g] = (rep, total + weight, members + [i])
                 break
         else:
@@ -145,14 +145,14 @@ class _Voting(SearchConfig):
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
         n = self.sample_count(ctx.budget)
         rows = [q for q in questions for _ in range(n)]
-        sub = RunContext(ctx.engine, split(ctx.budget, n), ctx.sandbox, ctx.emit)
+        sub = RunContext(ctx.engine, split(ctx.budget, n), ctx.sandbox, ctx.emit, ctx.verifier)
         flat = self.method_strategy(self._temperature(n)).run(rows, sub)
         reward = self.make_reward(ctx) if self.uses_reward else None
         out = []
         for q, question in enumerate(questions):
             samples = flat[q * n : (q + 1) * n]
             rewards = reward.score([candidate(s) for s in samples]) if reward else [1.0] * n
-            chosen, votes = self.choose([s.answer for s in samples], rewards)
+            chosen, votes = self.choose([s.answer for s in samples], rewards, ctx.verifier)
             record = {
                 "strategy": self.name,
                 "method": self.method,
@@ -169,9 +169,9 @@ class _Voting(SearchConfig):
     def _temperature(self, n: int) -> float:
         return self.temperature
 
-    def choose(self, answers: list[str | None], rewards: list[float]) -> tuple[int | None, dict[str, float]]:
+    def choose(self, answers: list[str | None], rewards: list[float], verifier: Verifier) -> tuple[int | None, dict[str, float]]:
         """(index of the sample to report, votes per answer)."""
-        groups = tally(answers, rewards)
+        groups = tally(answers, rewards, verifier)
         votes = {rep: round(total, 6) for rep, total, _ in groups}
         return (groups[0][2][0] if groups else None), votes
 
@@ -204,7 +204,7 @@ class BestOfN(_Voting):
 
     name: ClassVar[str] = "best_of_n"
 
-    def choose(self, answers, rewards):
+    def choose(self, answers, rewards, verifier):
         answered = [i for i, a in enumerate(answers) if a is not None]
         if not answered:
             return None, {}

@@ -4,7 +4,7 @@ A question is a specification in Dafny, Coq or Lean 4 (a method signature with i
 or a theorem statement, with any definitions it needs; see benchmarks/data/README.md). The
 model writes what follows it — the body or the proof — inside a fenced block that starts
 with the spec, so the program it extends is always ``spec + body``. Every candidate is
-judged by the real checker through `verifiers.programs.verify_program` with the spec given,
+judged by the job's program verifier (the real checker) with the spec given,
 so the cheating guard and the spec-kept rule apply, and verdicts of identical programs are
 computed once.
 
@@ -19,10 +19,12 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from verifiers.programs import LANGUAGES, verify_program
+from plait.errors import InvalidInput
+from verifiers.programs import LANGUAGES
+from verifiers.role import ProgramVerifier
 from verifiers.types import Checker, Verdict
 from workers.engines.base import Completion, SamplingParams, check_cautious_entropy
 from workers.strategies.base import RunContext
@@ -193,14 +195,24 @@ def ended(completion: Completion) -> bool:
     return completion.finish_reason == "stop" and completion.stop_reason in (FENCE_END, None)
 
 
+def program_verifier(ctx: RunContext, config: SynthesisConfig) -> ProgramVerifier:
+    """The job's program verifier (or, run outside a job, one for the configured language),
+    with the strategy's check timeout."""
+    verifier = ctx.verifier if isinstance(ctx.verifier, ProgramVerifier) else ProgramVerifier(config.language)
+    if verifier.language != config.language:
+        raise InvalidInput(f"the job checks {verifier.language} programs; the strategy was given language {config.language!r}")
+    return replace(verifier, timeout=config.check_timeout)
+
+
 def check_all(ctx: RunContext, items: list[tuple[Task, str, bool]], config: SynthesisConfig) -> list[Verdict]:
     """Verdicts on (task, body, partial), run a few at a time (each is a checker process)."""
     if not items:
         return []
+    verifier = program_verifier(ctx, config)
 
     def one(item: tuple[Task, str, bool]) -> Verdict:
         task, body, partial = item
-        return verify_program(task.language.name, task.source(body), task.spec, partial, config.check_timeout)
+        return verifier.check(task.spec, task.source(body), partial=partial)
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         verdicts = list(pool.map(one, items))

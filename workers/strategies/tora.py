@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from workers.engines.base import Completion
-from workers.strategies.answers import answer_from_text, last_boxed, last_output_line
-from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output
+from verifiers.math import boxed_answer
+from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output, transcript_answer
 from workers.strategies.prompts import OUTPUT_FENCE, prompt_set
 from workers.types import Attempt
 
@@ -51,7 +51,7 @@ class ToRA(SamplingConfig):
                 attempt = rollouts.attempts[i]
                 attempt.text = _close_block(attempt.text) + f"{OUTPUT_FENCE}\n{format_output(result)}\n```\n"
         for attempt in rollouts.attempts:
-            attempt.answer, attempt.answer_source = final_answer(attempt)
+            attempt.answer, attempt.answer_source = transcript_answer(attempt.question, attempt.text, attempt.tool_calls)
         return rollouts.close()
 
 
@@ -63,7 +63,7 @@ def pending_program(completion: Completion) -> str | None:
         return None
     text = completion.text.rstrip()
     blocks = list(_BLOCK.finditer(text))
-    if not blocks or blocks[-1].end() != len(text) or last_boxed(text[blocks[-1].start() :]) is not None:
+    if not blocks or blocks[-1].end() != len(text) or boxed_answer(text[blocks[-1].start() :]) is not None:
         return None
     code = blocks[-1].group(1).strip("\n")
     return code if code.strip() else None
@@ -72,15 +72,3 @@ def pending_program(completion: Completion) -> str | None:
 def _close_block(text: str) -> str:
     text = text.rstrip()
     return (text if text.endswith("```") else text + "\n```") + "\n"
-
-
-def final_answer(attempt: Attempt) -> tuple[str | None, str]:
-    """\\boxed{} first, then the last line of the last successful program, then the prose."""
-    boxed = last_boxed(attempt.text)
-    if boxed is not None:
-        return boxed, "boxed"
-    for call in reversed(attempt.tool_calls):
-        line = last_output_line(call.result.stdout) if call.result.ok else None
-        if line is not None:
-            return line, "output"
-    return answer_from_text(attempt.text)
