@@ -9,9 +9,10 @@ import pytest
 
 from test_strategies import ScriptedEngine, run
 from verifiers.role import MathVerifier
+from workers.strategies.paths import split
 from workers.strategies.rebase import allocate
 from workers.strategies.rewards import Candidate, JudgeReward, LikelihoodReward, ReverseReward, ToolReward
-from workers.strategies.search import split, tally
+from workers.strategies.search import tally
 from workers.types import Budget
 
 EQUATION = "Solve for x: 2*x + 3 = 11"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from tools.sandbox import ExecResult
 from verifiers.types import Verdict
+
+if TYPE_CHECKING:  # the engines package loads model code: types.py stays light to import
+    from workers.engines.base import Completion, EngineInfo
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,38 @@ class Budget:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"budget {name} must be positive, got {value}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Usage:
+    """What model calls cost, added up: the one ledger behind every Attempt's counters, for a
+    strategy's calls, the planner's and the scheduler's sums alike."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens loaded from a prefix KV cache: not computed, no FLOPs
+    trial_tokens: int = 0  # cautious decoding's trials: computed on top of the output
+    flops: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def charge(self, completion: Completion, info: EngineInfo) -> None:
+        """Add one completion; FLOPs are for what the model computed (Completion.computed_tokens)."""
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.cached_tokens += completion.cached_tokens
+        self.trial_tokens += completion.trial_tokens
+        self.flops += info.flops(completion.computed_tokens)
+
+    def add(self, other: Usage) -> Usage:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +91,7 @@ class Attempt:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens loaded from a prefix KV cache: not computed, no FLOPs
+    trial_tokens: int = 0  # cautious decoding's trial tokens, charged in `flops`
     logprob: float = 0.0  # sum of the generated tokens' log-probabilities (0 when the engine gives none)
     flops: int = 0
     seconds: float = 0.0
@@ -65,6 +102,10 @@ class Attempt:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(**{f.name: getattr(self, f.name) for f in fields(Usage)})
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -7,15 +7,13 @@ import dataclasses
 from plait.errors import InvalidInput
 from workers.strategies.base import RunContext, Strategy
 from workers.strategies.calc import Calc
-from workers.strategies.cot import CoT
-from workers.strategies.pal import PAL
 from workers.strategies.rebase import Rebase
+from workers.strategies.run import RUNS
 from workers.strategies.search import SEARCHES
 from workers.strategies.synthesis import Resample
-from workers.strategies.tora import ToRA
 from workers.strategies.vmcts import VMCTS
 
-STRATEGIES: dict[str, type] = {cls.name: cls for cls in (ToRA, CoT, PAL, Calc, *SEARCHES, Rebase, VMCTS, Resample)}
+STRATEGIES: dict[str, type] = {cls.name: cls for cls in (*RUNS, Calc, *SEARCHES, Rebase, VMCTS, Resample)}
 PROGRAM_STRATEGIES = frozenset({VMCTS.name, Resample.name})  # their questions are specs to synthesize
 MODEL_FREE = frozenset({Calc.name})  # strategies that never touch the engine
 

@@ -1,26 +1,26 @@
-"""Chain of thought: one generation, no tools, answer read from the prose."""
+"""Chain of thought: prose and no tools, the answer read from it. A step is a sentence."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workers.strategies.base import RunContext, Rollouts, SamplingConfig, transcript_answer
+from verifiers.math import boxed_answer
+from workers.engines.base import Completion, Prompt
+from workers.strategies.methods import MathMethod, ended
+from workers.strategies.paths import Path
 from workers.strategies.prompts import prompt_set
-from workers.types import Attempt
 
 
-@dataclass
-class CoT(SamplingConfig):
+@dataclass(frozen=True)
+class CoT(MathMethod):
     name: ClassVar[str] = "cot"
+    step_stop: ClassVar[tuple[str, ...]] = (". ", "\n")
 
-    def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
-        rollouts = Rollouts(questions, ctx, self.name, self)
-        indices = list(range(len(questions)))
-        prompt = prompt_set(rollouts.info.model_id).cot
-        for i, completion in rollouts.generate(indices, [prompt.prompt(q) for q in questions], (), 0).items():
-            attempt = rollouts.attempts[i]
-            attempt.text = completion.text
-            attempt.answer, attempt.answer_source = transcript_answer(attempt.question, completion.text, [])
-            rollouts.finish(i, "answered")
-        return rollouts.close()
+    def prompt(self, path: Path, model_id: str) -> Prompt:
+        return prompt_set(model_id).cot.prompt(path.question, path.text)
+
+    def advance(self, path: Path, completion: Completion) -> bool:
+        path.step = completion.text + (completion.stop_reason or "")  # a step's stop string is prose
+        path.text += path.step
+        return ended(completion) or boxed_answer(path.text) is not None

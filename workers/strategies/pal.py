@@ -1,39 +1,53 @@
-"""Program-aided language model: the model writes one program; its printed output is the answer."""
+"""Program-aided language model: the model writes one program, which runs; its printed output
+is the answer. A step is a line of the program."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workers.strategies.base import RunContext, Rollouts, SamplingConfig, format_output, output_answer
-from workers.strategies.prompts import OUTPUT_FENCE, prompt_set
-from workers.types import Attempt
+from tools.sandbox import ExecResult
+from verifiers.math import FoundAnswer
+from workers.engines.base import Completion, Prompt
+from workers.strategies.base import output_answer
+from workers.strategies.methods import MathMethod
+from workers.strategies.paths import Path
+from workers.strategies.prompts import prompt_set
 
-_OPEN = "```python\n"
+OPEN = "```python\n"
+LINE_END = "\n"
 
 
-@dataclass
-class PAL(SamplingConfig):
+@dataclass(frozen=True)
+class PAL(MathMethod):
     name: ClassVar[str] = "pal"
+    stop: ClassVar[tuple[str, ...]] = ("\n```",)
+    step_stop: ClassVar[tuple[str, ...]] = (LINE_END,)
+    opening: ClassVar[str] = OPEN  # opening the code block for the model keeps even a tiny model on task
 
-    def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
-        rollouts = Rollouts(questions, ctx, self.name, self)
-        indices = list(range(len(questions)))
-        # Opening the code block for the model keeps even a tiny model on task.
-        prompt = prompt_set(rollouts.info.model_id).pal
-        prompts = [prompt.prompt(q, _OPEN) for q in questions]
-        programs = {}
-        for i, completion in rollouts.generate(indices, prompts, ("\n```",), 0).items():
-            code = completion.text.strip("\n")
-            rollouts.attempts[i].text = f"{_OPEN}{code}\n```\n"
-            if code.strip():
-                programs[i] = code
-        for i, result in rollouts.execute(programs, 0).items():
-            attempt = rollouts.attempts[i]
-            attempt.text += f"{OUTPUT_FENCE}\n{format_output(result)}\n```\n"
-            if result.ok:
-                attempt.answer = output_answer(result.stdout)
-                attempt.answer_source = "output" if attempt.answer is not None else ""
-        for i in indices:
-            rollouts.finish(i, "answered")
-        return rollouts.close()
+    def prompt(self, path: Path, model_id: str) -> Prompt:
+        return prompt_set(model_id).pal.prompt(path.question, path.text)
+
+    def advance(self, path: Path, completion: Completion) -> bool:
+        """A line of the program; or, at the program's end (the closing fence, EOS, the token
+        cap), the program as written, closed, to run."""
+        fence = completion.text.strip().startswith("```")
+        if completion.stop_reason == LINE_END and not fence:
+            path.step = completion.text + LINE_END
+            path.text += path.step
+            return False
+        path.step = "" if fence else completion.text
+        code = (path.text + path.step).removeprefix(OPEN).strip("\n")
+        path.text = f"{OPEN}{code}\n```\n"
+        path.program = code if code.strip() else None
+        return path.program is None
+
+    def ran(self, path: Path, result: ExecResult) -> bool:
+        super().ran(path, result)
+        return True  # the program's output is the answer: nothing follows it
+
+    def answer(self, path: Path) -> FoundAnswer:
+        """The last line the program printed, when it ran without error."""
+        result = path.tool_calls[-1].result if path.tool_calls else None
+        printed = output_answer(result.stdout) if result is not None and result.ok else None
+        return FoundAnswer(printed, "output" if printed is not None else "")

@@ -18,6 +18,11 @@ from workers.engines.packaged import SMOLLM2
 OUTPUT_FENCE = "```output"
 
 
+def output_block(shown: str) -> str:
+    """How a tool's output stands in a transcript, in the examples and after every real run."""
+    return f"{OUTPUT_FENCE}\n{shown}\n```\n"
+
+
 @dataclass(frozen=True)
 class FewShot:
     system: str  # empty: the model's own default system prompt (its chat template's)
@@ -61,7 +66,7 @@ _EXAMPLES = (
 
 
 def _tora(rationale: str, code: str, output: str, conclusion: str) -> str:
-    return f"{rationale}\n```python\n{code}\n```\n{OUTPUT_FENCE}\n{output}\n```\n{conclusion}"
+    return f"{rationale}\n```python\n{code}\n```\n{output_block(output)}{conclusion}"
 
 
 TORA_PROMPT = FewShot(

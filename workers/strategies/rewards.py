@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,14 +45,27 @@ class Reward(Protocol):
         """One reward in [0, 1] per candidate."""
 
 
-class ToolReward:
-    name = "tool"
+class _OneByOne(ABC):
+    """A reward that scores each candidate on its own."""
 
     def score(self, candidates: list[Candidate]) -> list[float]:
         return [self._one(c) for c in candidates]
 
-    @staticmethod
-    def _one(c: Candidate) -> float:
+    @abstractmethod
+    def _one(self, c: Candidate) -> float: ...
+
+
+class _ModelJudged(_OneByOne):
+    """A reward read from a model's scores."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+
+class ToolReward(_OneByOne):
+    name = "tool"
+
+    def _one(self, c: Candidate) -> float:
         if c.verdict == "verified":
             return 1.0
         if c.verdict in ("refuted", "error"):
@@ -67,16 +81,10 @@ class LikelihoodReward:
         return [math.exp(c.logprob / c.generated) if c.generated else 0.0 for c in candidates]
 
 
-class ReverseReward:
+class ReverseReward(_ModelJudged):
     """Score of the question given the solution (a forward model read backwards)."""
 
     name = "reverse"
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    def score(self, candidates: list[Candidate]) -> list[float]:
-        return [self._one(c) for c in candidates]
 
     def _one(self, c: Candidate) -> float:
         if not c.text.strip():
@@ -90,16 +98,10 @@ class ReverseReward:
         return math.exp(self.engine.score(prompt, c.question) / words)
 
 
-class JudgeReward:
+class JudgeReward(_ModelJudged):
     """P(Yes) / (P(Yes) + P(No)) that the solution is correct, from `engine`."""
 
     name = "prm"
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    def score(self, candidates: list[Candidate]) -> list[float]:
-        return [self._one(c) for c in candidates]
 
     def _one(self, c: Candidate) -> float:
         prompt = (

@@ -22,7 +22,7 @@ A node is a partial program: the spec and the first lines of its body. One itera
 4. **backs up** the reward along the path.
 
 The search stops at the first verified program or when the spec's budget is spent:
-expansions (`samples`, or the budget's max_samples), generated tokens, seconds. The tree —
+expansions (`samples`, or the budget's max_samples), generated tokens, FLOPs, seconds. The tree —
 every node's step, visits, mean value and verdict — is recorded in the attempt.
 """
 
@@ -33,17 +33,20 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from verifiers.types import STATUS_SCORE, Verdict
+from workers.engines.base import Completion
 from workers.strategies.base import RunContext
-from workers.strategies.synthesis import FENCE_END, SynthesisConfig, Task, attempt_of, check_all, ended, sample, tasks_for
+from workers.strategies.paths import Path, PathBatch
+from workers.strategies.programs import closed
+from workers.strategies.synthesis import SynthesisConfig, Task, attempt_of, check_all
 from workers.types import Attempt
 
 
 @dataclass
-class _Node:
-    id: int
-    parent: _Node | None
-    body: str
-    step: str = ""
+class _Node(Path):
+    """A partial program: the path's text is its body."""
+
+    id: int = 0
+    parent: _Node | None = None
     visits: int = 0
     value: float = 0.0  # sum of backed-up rewards
     pending: int = 0  # picks in flight through this node (virtual loss)
@@ -57,7 +60,7 @@ class _Node:
     def dead(self) -> bool:
         return self.complete or self.status in ("refuted", "verified")
 
-    def path(self) -> list[_Node]:
+    def lineage(self) -> list[_Node]:
         node, out = self, []
         while node is not None:
             out.append(node)
@@ -89,7 +92,7 @@ class _Tree:
         for c in parent.children:
             if c.step == step:
                 return c
-        node = _Node(len(self.nodes), parent, parent.body + step, step)
+        node = _Node(parent.question, parent.account, text=parent.text + step, step=step, id=len(self.nodes), parent=parent)
         self.nodes.append(node)
         parent.children.append(node)
         return node
@@ -119,18 +122,19 @@ class VMCTS(SynthesisConfig):
             raise ValueError("exploration must be >= 0, widen_k positive and widen_alpha in [0, 1]")
 
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
-        info = ctx.engine.info()
-        trees = [_Tree(task) for task in tasks_for(questions, self, ctx.budget)]
+        batch = self.batch(ctx)
+        trees = [_Tree(task) for task in self.tasks(questions, batch)]
         for tree in trees:
-            tree.nodes.append(_Node(0, None, tree.task.language.opening, visits=1))
+            tree.nodes.append(_Node(tree.task.spec, tree.task.account, text=batch.method.opening, visits=1))
+        stop = batch.method.stop if self.rollout else batch.method.step_stop
         round_ = 0
         while live := [t for t in trees if not t.task.over]:
             round_ += 1
             picks = [(tree, self._select(tree.nodes[0])) for tree in live for _ in range(tree.task.slots(self.parallel))]
-            stop = (FENCE_END,) if self.rollout else ("\n", FENCE_END)
-            outputs = sample(ctx, [(tree.task, leaf.body) for tree, leaf in picks], self, stop, round_)
-            self._evaluate(ctx, picks, outputs)
-        return [self._attempt(tree, info) for tree in trees]
+            outputs = batch.generate([leaf for _, leaf in picks], stop, round_, continues=True)
+            # A pick its spec's budget could not pay for is dropped: that search is over.
+            self._evaluate(ctx, [(pick, c) for pick, c in zip(picks, outputs) if c is not None])
+        return [self._attempt(tree, batch) for tree in trees]
 
     # --- selection ------------------------------------------------------------------------------
 
@@ -141,7 +145,7 @@ class VMCTS(SynthesisConfig):
             if not live or node.tries < self._width(node):
                 break
             node = max(live, key=lambda c: self._uct(c, node))
-        for n in node.path():
+        for n in node.lineage():
             n.pending += 1
         node.tries += 1
         return node
@@ -158,17 +162,17 @@ class VMCTS(SynthesisConfig):
 
     # --- expansion and evaluation ---------------------------------------------------------------
 
-    def _evaluate(self, ctx: RunContext, picks: list[tuple[_Tree, _Node]], outputs) -> None:
+    def _evaluate(self, ctx: RunContext, sampled: list[tuple[tuple[_Tree, _Node], Completion]]) -> None:
         expansions = []
-        for (tree, leaf), completion in zip(picks, outputs):
+        for (tree, leaf), completion in sampled:
             tree.task.samples_left -= 1
             tree.expansions += 1
             step, rest = _first_line(completion.text)
             newline = rest.startswith("\n") or completion.stop_reason == "\n"
             child = tree.child(leaf, step + ("\n" if newline else ""))
-            child.complete = child.complete or (ended(completion) and not rest.strip())
-            rollout = leaf.body + completion.text if self.rollout and not child.complete else None
-            expansions.append(_Expansion(tree, leaf, child, rollout, ended(completion)))
+            child.complete = child.complete or (closed(completion) and not rest.strip())
+            rollout = leaf.text + completion.text if self.rollout and not child.complete else None
+            expansions.append(_Expansion(tree, leaf, child, rollout, closed(completion)))
         # Rollouts first: a prefix of an unrefuted rollout needs no check of its own.
         rolled = [e for e in expansions if e.rollout is not None]
         for e, verdict in zip(rolled, check_all(ctx, [(e.tree.task, e.rollout, not e.rollout_ended) for e in rolled], self)):
@@ -177,18 +181,18 @@ class VMCTS(SynthesisConfig):
             if verdict.verified:
                 self._solved(e.tree, e.child, e.rollout, verdict)
         unsure = [e for e in expansions if e.verdict is None or e.verdict.status == "refuted"]
-        for e, verdict in zip(unsure, check_all(ctx, [(e.tree.task, e.child.body, not e.child.complete) for e in unsure], self)):
+        for e, verdict in zip(unsure, check_all(ctx, [(e.tree.task, e.child.text, not e.child.complete) for e in unsure], self)):
             e.child.status = "verified" if verdict.verified else ("refuted" if e.child.complete else verdict.status)
             if verdict.verified:
-                self._solved(e.tree, e.child, e.child.body, verdict)
+                self._solved(e.tree, e.child, e.child.text, verdict)
         for e in expansions:
             if e.child.dead and e.child.status != "verified":
                 reward = -1.0
             else:
                 reward = e.verdict.score if e.verdict else STATUS_SCORE[e.child.status]
-            for n in e.leaf.path():
+            for n in e.leaf.lineage():
                 n.pending -= 1
-            for n in e.child.path():
+            for n in e.child.lineage():
                 n.visits += 1
                 n.value += reward
 
@@ -197,7 +201,7 @@ class VMCTS(SynthesisConfig):
         if tree.task.solution is None:
             tree.task.solution, tree.task.verdict, tree.solution_node = body, verdict, node.id
 
-    def _attempt(self, tree: _Tree, info) -> Attempt:
+    def _attempt(self, tree: _Tree, batch: PathBatch) -> Attempt:
         search = {
             "strategy": self.name,
             "expansions": tree.expansions,
@@ -207,7 +211,7 @@ class VMCTS(SynthesisConfig):
             "solution_node": tree.solution_node,
             "tree": [n.record() for n in tree.nodes],
         }
-        return attempt_of(tree.task, self.name, info.model_id, info.flops(1), search)
+        return attempt_of(batch, tree.task, self.name, search)
 
 
 def _first_line(text: str) -> tuple[str, str]:
