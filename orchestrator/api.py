@@ -3,6 +3,9 @@
 Routes: POST/GET /v1/jobs, GET/DELETE /v1/jobs/{id}, GET /v1/jobs/{id}/events (server-sent
 events), GET /healthz, GET /metrics. They call the same Client verbs as the CLI.
 
+Retries: a POST /v1/jobs with an `Idempotency-Key` header creates its job once; the same key
+sent again within 24 hours with the same body returns that job, with another body a 422.
+
 Auth: when the server has a token, every route but /healthz (including /metrics, which
 shows job counts) needs `Authorization: Bearer <token>`; Prometheus sends it with
 `authorization: {credentials: ...}` in its scrape config. Without a token the server only
@@ -12,11 +15,13 @@ binds loopback. Errors are `{"error": {"message", "type"}}`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import ipaddress
 import json
 import os
 import threading
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Literal, cast
@@ -37,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.config import API_PORT, load_config
 from orchestrator.job import STATUSES, TERMINAL, IllegalTransition, Job, JobNotFound, Result
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, parse_json
 from orchestrator.store import Store, StoreUnavailable
 from plait.errors import InvalidInput, PlaitError
 
@@ -61,6 +66,11 @@ KV_COUNTERS = {  # CacheStats fields exported as counters, summed over finished 
     "store_ms": "Milliseconds spent storing into the prefix KV cache",
 }
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+MAX_SEQ = 10**15 - 1  # event sequence numbers a client may name (Last-Event-ID, offset)
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]{1,255}$"  # room for a UUID or a client's own request id
+IDEMPOTENCY_TTL = 86_400.0  # how long a key names its job
+CLAIM_TTL = 300.0  # how long a submission may hold a key unbound: a crashed server's claim lapses
+CLAIM_WAIT = 30.0  # how long a retry waits for a concurrent submission with its key to finish
 
 _ERROR_TYPES = {
     401: "authentication_error",
@@ -123,6 +133,11 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "the job store cannot be reached",
     }
     return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
+
+
+def _fingerprint(data: dict) -> str:
+    """The same job body, however its keys are ordered or spaced, has one fingerprint."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _status_code(exc: PlaitError) -> int:
@@ -307,15 +322,49 @@ def create_app(client: Client, *, token: str | None, max_body_bytes: int = 1_000
 
     api = APIRouter(dependencies=[Depends(require_token)], responses=_errors(401, 503))
 
+    def submit_once(key: str, data: dict) -> tuple[str, bool]:
+        """Submit `data` unless `key` already names a job: (job id, whether it was replayed).
+        The store's claim on the key is atomic, so concurrent retries create one job."""
+        store, fingerprint = client.store, _fingerprint(data)
+        deadline = time.monotonic() + CLAIM_WAIT
+        while not (claim := store.claim_idempotency_key(key, fingerprint, CLAIM_TTL)).token:
+            if claim.fingerprint != fingerprint:
+                raise InvalidInput(
+                    f"Idempotency-Key {key!r} was already used with a different job body: send a new key for a new "
+                    "job, or the same body to get the job that key created"
+                )
+            if claim.job_id is not None:
+                return claim.job_id, True
+            if time.monotonic() > deadline:
+                raise HTTPException(409, f"a submission with Idempotency-Key {key!r} is still in progress: retry shortly")
+            time.sleep(0.1)
+        try:
+            job_id = client.submit(data)
+        except BaseException:
+            store.release_idempotency_key(key, claim.token)  # nothing was created: a retry may try again
+            raise
+        store.bind_idempotency_key(key, claim.token, job_id, IDEMPOTENCY_TTL)
+        return job_id, False
+
     @api.post(
         "/v1/jobs",
         status_code=201,
         tags=["jobs"],
         summary="Submit a job",
-        description="Validate a JobSpec and start the job. The Location header is the job's URL.",
+        description="Validate a JobSpec and start the job. The Location header is the job's URL. With an "
+        "Idempotency-Key, a retry of the same request returns the job the first one created instead of a new one.",
         responses={
-            201: {"headers": {"Location": {"description": "URL of the new job", "schema": {"type": "string"}}}},
+            201: {
+                "headers": {
+                    "Location": {"description": "URL of the new job", "schema": {"type": "string"}},
+                    "Idempotent-Replayed": {
+                        "description": "'true' when the Idempotency-Key had already created this job",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    },
+                }
+            },
             **_errors(400, 413, 422),
+            409: {"model": ErrorBody, "description": "a submission with the same Idempotency-Key is still in progress"},
         },
         openapi_extra={
             "requestBody": {
@@ -324,17 +373,32 @@ def create_app(client: Client, *, token: str | None, max_body_bytes: int = 1_000
             }
         },
     )
-    async def submit_job(request: Request, response: Response) -> JobCreated:
+    async def submit_job(
+        request: Request,
+        response: Response,
+        idempotency_key: str | None = Header(
+            None,
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY,
+            description="a unique id of this submission (e.g. a UUID), the same on every retry of it; it names the "
+            "job it created for 24 hours. Letters, digits and _ . : - only, at most 255.",
+        ),
+    ) -> JobCreated:
         # Read and parsed by hand: the size limit must apply before parsing, and validation
         # errors should carry JobSpec's own messages.
         body = await _read_body(request, max_body_bytes)
         try:
-            data = json.loads(body)
+            data = parse_json(body, "the request body")
         except ValueError as exc:
             raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise InvalidInput("invalid job: the body must be a JSON object (a JobSpec)")
-        job_id = await run_in_threadpool(client.submit, data)
+        if idempotency_key is None:
+            job_id = await run_in_threadpool(client.submit, data)
+        else:
+            job_id, replayed = await run_in_threadpool(submit_once, idempotency_key, data)
+            if replayed:
+                response.headers["Idempotent-Replayed"] = "true"
         job = await run_in_threadpool(client.status, job_id)
         response.headers["Location"] = str(request.url_for("get_job", job_id=job_id))
         return JobCreated(id=job.id, status=cast(StatusName, job.status))
@@ -377,13 +441,20 @@ def create_app(client: Client, *, token: str | None, max_body_bytes: int = 1_000
     )
     async def job_events(
         job_id: str,
-        offset: int = Query(0, ge=0, description="first sequence number to send"),
-        last_event_id: str | None = Header(None, description="resume after this sequence number (wins over offset)"),
+        offset: int = Query(0, ge=0, le=MAX_SEQ, description="first sequence number to send"),
+        last_event_id: str | None = Header(
+            None, description=f"resume after this sequence number, 0-{MAX_SEQ} (wins over offset)"
+        ),
     ) -> EventSourceResponse:
         if last_event_id is not None:
-            if not last_event_id.strip().isdigit():
-                raise HTTPException(400, f"Last-Event-ID must be an event sequence number, not {last_event_id!r}")
-            offset = int(last_event_id) + 1
+            seq = last_event_id.strip()
+            if not (seq.isascii() and seq.isdigit() and len(seq) <= len(str(MAX_SEQ))):
+                raise HTTPException(
+                    400,
+                    f"Last-Event-ID must be an event sequence number 0-{MAX_SEQ} (the id of the last event "
+                    f"received), not {last_event_id[:40]!r}: reconnect without it to start from the first event",
+                )
+            offset = int(seq) + 1
         await run_in_threadpool(client.status, job_id)  # 404 now, not inside a started stream
 
         def past_done(start: int) -> bool:

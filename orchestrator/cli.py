@@ -40,25 +40,29 @@ def _problem_spec(problem: str) -> dict:
         path = Path(problem[1:])
         if not path.is_file():
             raise InvalidInput(f"{path} does not exist (an argument starting with @ names a file)")
-        text = path.read_text()
+        text = _source_text(path)
         if path.suffix == ".json":
+            from orchestrator.spec import parse_json
+
             try:
-                return json.loads(text)
-            except json.JSONDecodeError as exc:
+                return parse_json(text, str(path))
+            except ValueError as exc:
                 raise InvalidInput(f"{path} is not valid JSON: {exc}") from None
         return {"problem": text}
     return {"problem": problem}
 
 
 def _strategy_params(pairs: list[str]) -> dict:
+    from orchestrator.spec import parse_json
+
     params = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise InvalidInput(f"--param {pair!r} must look like key=value")
         try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
+            params[key] = parse_json(raw, f"--param {key}")
+        except ValueError:
             params[key] = raw
     return params
 
@@ -326,6 +330,8 @@ def serve(
     from orchestrator.api import run_server
     from orchestrator.config import API_PORT
 
+    if port is not None and not 1 <= port <= 65535:
+        raise InvalidInput(f"--port {port}: a port is 1-65535; leave it out for {API_PORT}")
     with _client(config, address) as client:
         err.print(f"plait API at http://{host}:{port or API_PORT} ({client.mode} mode)", style="bold")
         run_server(client, host, port or API_PORT, os.environ.get("PLAIT_API_TOKEN") or None)
@@ -404,9 +410,12 @@ def _source_text(path: Path) -> str:
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist")
     try:
-        return path.read_text()
+        text = path.read_text()
     except UnicodeDecodeError:
-        raise InvalidInput(f"{path} is not UTF-8 text") from None
+        text = None
+    if text is None or "\0" in text:  # valid UTF-8 can still be binary
+        raise InvalidInput(f"{path} is binary, not UTF-8 text: give a text or JSON file")
+    return text
 
 
 @app.command()

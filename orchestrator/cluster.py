@@ -2,18 +2,19 @@
 so repeated `solve`/`submit` calls connect in about a second instead of starting Ray each
 time, and jobs outlive the commands that submitted them.
 
-Both run as background processes on loopback; their addresses and pids live in a state
-file under the cache directory, which every client reads to find the cluster. `ray start
---block` is used (and stopped with SIGTERM) rather than `ray stop`, which would kill every
-Ray on the machine.
+Both run as background processes on loopback; their addresses, pids and start times live in
+a state file under the cache directory, which every client reads to find the cluster. `ray
+start --block` is used (and stopped with SIGTERM) rather than `ray stop`, which would kill
+every Ray on the machine. A pid is signalled only while it is still the process `plait up`
+started (same start time): pids wrap, and by `plait down` one may name something else.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,8 +25,10 @@ from pathlib import Path
 from orchestrator.config import Config
 from orchestrator.runtime import RAY_ENV, ensure_ray_token, tier_resources
 from plait.errors import MissingDependency, PlaitError
-from tools.processes import free_port
+from tools.processes import end, free_port, start_time
 from workers.engines.packaged import cache_dir
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class ClusterState:
     redis_pid: int
     directory: str
     started: float
+    ray_started: int | None = None  # start times (tools.processes.start_time); None in older state files
+    redis_started: int | None = None
 
 
 def state_path() -> Path:
@@ -73,13 +78,16 @@ def up(config: Config, num_cpus: int | None = None) -> tuple[ClusterState, bool]
     if num_cpus:
         ray_cmd += ["--num-cpus", str(num_cpus)]
     ray = _spawn(ray_cmd, directory / "ray.log")
-    state = ClusterState(f"127.0.0.1:{ray_port}", f"redis://127.0.0.1:{redis_port}/0", ray.pid, redis.pid, str(directory), time.time())
+    state = ClusterState(
+        f"127.0.0.1:{ray_port}", f"redis://127.0.0.1:{redis_port}/0", ray.pid, redis.pid, str(directory), time.time(),
+        start_time(ray.pid), start_time(redis.pid),  # our unreaped children: their pids cannot be reused yet
+    )
     try:
         _wait_listening("redis", "127.0.0.1", redis_port, redis, directory / "redis.log")
         _wait_listening("ray", "127.0.0.1", ray_port, ray, directory / "ray.log")
     except PlaitError:
-        _stop(ray.pid)
-        _stop(redis.pid)
+        _stop("the Ray head", ray.pid, state.ray_started, grace=10)
+        _stop("redis-server", redis.pid, state.redis_started, grace=10)
         raise
     state_path().write_text(json.dumps(asdict(state), indent=1))
     return state, True
@@ -91,10 +99,26 @@ def down() -> ClusterState | None:
     if not path.exists():
         return None
     state = ClusterState(**json.loads(path.read_text()))
-    _stop(state.ray_pid, grace=40)  # Ray drains its node on SIGTERM
-    _stop(state.redis_pid)  # SIGTERM makes Redis flush its append-only file
+    _stop("the Ray head", state.ray_pid, state.ray_started, grace=40)  # Ray drains its node on SIGTERM
+    _stop("redis-server", state.redis_pid, state.redis_started, grace=10)  # SIGTERM makes Redis flush its AOF
     path.unlink()
     return state
+
+
+def _stop(name: str, pid: int, started: int | None, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds, the process `plait up` started, if `pid` still is it."""
+    now = start_time(pid)
+    if now is None:
+        return  # gone already
+    if started is None:
+        logger.warning(
+            "not signalling pid %d: the state file records no start time to tell whether it is still the %s "
+            "`plait up` started; if it is, stop it by hand", pid, name,
+        )  # fmt: skip
+    elif now != started:
+        logger.warning("not signalling pid %d: it is no longer the %s `plait up` started (the pid was reused)", pid, name)
+    else:
+        end([(pid, started)], grace)
 
 
 def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -187,30 +211,3 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-def _stop(pid: int, grace: float = 10) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        _reap(pid)
-        time.sleep(0.2)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _reap(pid: int) -> None:
-    # A child of this very process (the same `plait` that ran `up`) lingers as a zombie.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -9,17 +10,66 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from plait.errors import InvalidInput
 
 MAX_PROBLEM_CHARS = 20_000
+# Strategy parameters are a few flat knobs (a dict or two inside); a job nested deeper, or a
+# JSON document deeper than MAX_JSON_DEPTH, is a mistake or an attack, and deep values
+# cannot be serialized back (pydantic and json give up near 255 and 1000 levels).
+MAX_PARAMS_DEPTH = 8
+MAX_PARAMS_CHARS = 16_000
+MAX_JSON_DEPTH = 32
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deep lists and dicts nest in `value` (a scalar is 0, [] is 1), counted without
+    recursion and only up to `limit` + 1, so any depth is safe to measure."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        level = [item for item in level if isinstance(item, (dict, list))]
+        if not level:
+            break
+        depth += 1
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """JSON text parsed, refusing documents nested deeper than MAX_JSON_DEPTH with InvalidInput;
+    malformed text raises ValueError, for the caller to word."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None  # deeper than json can parse, so certainly too deep
+    else:
+        if nesting_depth(value, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH:
+            return value
+    raise InvalidInput(f"{what} nests lists or objects more than {MAX_JSON_DEPTH} levels deep: flatten it")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StrategySpec(_Strict):
     name: Literal[
         "tora", "cot", "pal", "calc", "greedy", "majority", "best_of_n", "weighted_majority", "rebase", "vmcts", "resample"
     ] = "tora"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"the strategy's parameters (plain JSON, at most {MAX_PARAMS_DEPTH} levels deep and "
+        f"{MAX_PARAMS_CHARS} characters)",
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _params_are_small_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if nesting_depth(value, MAX_PARAMS_DEPTH) > MAX_PARAMS_DEPTH:
+            raise ValueError(f"nested more than {MAX_PARAMS_DEPTH} levels deep; strategy parameters are flat values")
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be plain JSON values with finite numbers ({exc})") from None
+        if size > MAX_PARAMS_CHARS:
+            raise ValueError(f"{size} characters as JSON; at most {MAX_PARAMS_CHARS}")
+        return value
 
 
 class BudgetSpec(_Strict):

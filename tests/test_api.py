@@ -59,6 +59,14 @@ def calc_job(problem: str) -> dict:
     return {"problem": problem, "strategy": {"name": "calc"}}
 
 
+def nested(depth: int) -> list:
+    """A list `depth` levels deep, built without recursion."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def submit(http: httpx.Client, problem: str) -> str:
     response = http.post("/v1/jobs", json=calc_job(problem))
     assert response.status_code == 201, response.text
@@ -156,8 +164,10 @@ def test_event_stream_is_ordered_ends_with_done_and_resumes(http, client):
     assert stream(http, job_id, params={"offset": 0}, headers={"Last-Event-ID": "2"}) == messages[3:]
     assert stream(http, job_id, headers={"Last-Event-ID": messages[-1]["id"]}) == []  # resumed after the end
 
-    bad = http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "abc"})
-    assert bad.status_code == 400 and "Last-Event-ID" in error_of(bad)["message"]
+    for bad_id in (b"abc", "\u00b2".encode(), "\u0661".encode(), b"9" * 5000, b"-1", b""):
+        bad = http.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": bad_id})
+        assert bad.status_code == 400 and "Last-Event-ID must be an event sequence number" in error_of(bad)["message"]
+    assert http.get(f"/v1/jobs/{job_id}/events", params={"offset": 10**16}).status_code == 422
 
 
 def test_bearer_token_is_required_except_on_healthz(base_url, client):
@@ -198,15 +208,32 @@ def test_oversized_bodies_are_refused_before_parsing(http, client):
         ({"problem": "   ", "strategy": {"name": "calc"}}, ["problem", "must not be empty"]),
         ({"problem": "1+1", "budget": {"max_tokens": 0}}, ["budget.max_tokens"]),
         ({"problem": "1+1", "strategy": {"name": "magic"}}, ["strategy.name"]),
+        ({"problem": "1+1", "strategy": {"name": "tora", "params": {"temperature": "hot"}}}, ["temperature", "a number"]),
+        ({"problem": "1+1", "strategy": {"name": "calc", "params": {"x": nested(20)}}}, ["strategy.params", "levels deep"]),
+        ({"problem": "1+1", "budget": {"max_flops": float("inf")}}, ["budget.max_flops", "finite"]),
+        ({"problem": "1+1", "budget": {"max_seconds": float("nan")}}, ["budget.max_seconds", "finite"]),
     ],
 )
-def test_invalid_jobs_are_422_naming_the_field(http, spec, expected):
-    response = http.post("/v1/jobs", json=spec)
+def test_invalid_jobs_are_422_naming_the_field(http, client, spec, expected):
+    before = len(client.jobs(limit=1000))
+    # json.dumps writes inf and nan as Infinity and NaN, which Python's json reads back
+    response = http.post("/v1/jobs", content=json.dumps(spec), headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     error = error_of(response)
     assert error["type"] == "invalid_request_error"
     for part in expected:
         assert part in error["message"]
+    assert len(client.jobs(limit=1000)) == before
+    assert http.get("/v1/jobs").status_code == 200  # nothing stored that breaks the listing
+
+
+def test_a_deeply_nested_body_is_a_422_not_a_crash(http, client):
+    before = len(client.jobs(limit=1000))
+    deep_params = json.dumps({"problem": "1+1", "strategy": {"name": "calc", "params": nested(40)}}).encode()
+    for body in (b"[" * (BODY_LIMIT - 1), deep_params):  # deeper than json.loads can go; deeper than allowed
+        response = http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and "32 levels deep" in error_of(response)["message"], response.text
+    assert len(client.jobs(limit=1000)) == before
 
 
 def test_malformed_bodies(http):
@@ -214,6 +241,59 @@ def test_malformed_bodies(http):
     assert response.status_code == 400 and "not valid JSON" in error_of(response)["message"]
     response = http.post("/v1/jobs", json=["6*7"])
     assert response.status_code == 422 and "JSON object" in error_of(response)["message"]
+
+
+def test_a_retried_submission_with_its_idempotency_key_creates_one_job(http, client):
+    before = len(client.jobs(limit=1000))
+    key = {"Idempotency-Key": f"retry-{time.time_ns()}"}
+    first = http.post("/v1/jobs", json=calc_job("4*4"), headers=key)
+    again = http.post("/v1/jobs", content=json.dumps(calc_job("4*4"), indent=2), headers={**key, "Content-Type": "application/json"})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"] and first.headers["location"] == again.headers["location"]
+    assert "idempotent-replayed" not in first.headers and again.headers["idempotent-replayed"] == "true"
+    assert len(client.jobs(limit=1000)) == before + 1
+
+    other = http.post("/v1/jobs", json=calc_job("5*5"), headers=key)
+    assert other.status_code == 422 and "different job body" in error_of(other)["message"]
+    assert submit(http, "5*5") != first.json()["id"]  # without a key, every POST is a new job
+    wait_finished(http, first.json()["id"])
+
+
+def test_concurrent_retries_with_one_idempotency_key_create_one_job(http, client):
+    before = len(client.jobs(limit=1000))
+    key = {"Idempotency-Key": f"race-{time.time_ns()}"}
+    barrier = threading.Barrier(4)
+    responses: list[httpx.Response] = []
+
+    def post() -> None:
+        barrier.wait()
+        responses.append(http.post("/v1/jobs", json=calc_job("9*9"), headers=key))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(client.jobs(limit=1000)) == before + 1
+
+
+def test_a_failed_submission_frees_its_idempotency_key(http):
+    key = {"Idempotency-Key": f"fix-{time.time_ns()}"}
+    refused = http.post("/v1/jobs", json={"problem": "1+1", "strategy": {"name": "calc", "params": {"x": 1}}}, headers=key)
+    assert refused.status_code == 422
+    fixed = http.post("/v1/jobs", json=calc_job("1+1"), headers=key)  # the corrected retry is a new job
+    assert fixed.status_code == 201
+    wait_finished(http, fixed.json()["id"])
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 256, "naïve"])
+def test_a_malformed_idempotency_key_is_422(http, client, key):
+    before = len(client.jobs(limit=1000))
+    response = http.post("/v1/jobs", json=calc_job("1+1"), headers={"Idempotency-Key": key.encode()})
+    assert response.status_code == 422 and "idempotency-key" in error_of(response)["message"].lower()
+    assert len(client.jobs(limit=1000)) == before
 
 
 def test_unknown_jobs_are_404(http):
@@ -364,6 +444,10 @@ def test_openapi_document_is_current(client):
     live = json.loads(json.dumps(create_app(client, token=TOKEN).openapi()))
     assert committed == live, "regenerate: python -m orchestrator.api --export-openapi docs/openapi.json"
     assert set(committed["paths"]) == {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/events", "/healthz", "/metrics"}
+    submit_op = committed["paths"]["/v1/jobs"]["post"]
+    (key,) = [p for p in submit_op["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header" and "24 hours" in key["description"] and key["schema"]["anyOf"][0]["pattern"]
+    assert "Idempotent-Replayed" in submit_op["responses"]["201"]["headers"] and "409" in submit_op["responses"]
 
 
 def test_import_is_cheap_and_the_serve_deployment_lazy():

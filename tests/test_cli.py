@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.job import Result
+from tools.processes import start_time
 
 PLAIT = [str(Path(sys.executable).with_name("plait"))]
 SPEC = str(Path(__file__).parents[1] / "benchmarks/data/coq/add_zero.v")
@@ -35,6 +37,13 @@ def plait(*args, stdin=None, env=None):
         (["synth", SPEC, "-s", "tora"], "resample or vmcts"),
         (["synth", SPEC, "-p", "widen_alpha=3"], "widen_alpha"),
         (["synth", SPEC, "--lang", "rust"], "language"),
+        (["solve", "2+3", "-p", "temperature=hot"], "parameter temperature must be a number, not 'hot'"),
+        (["solve", "2+3", "-p", "x=" + "[" * 100_000], "--param x nests lists or objects more than 32 levels deep"),
+        (["solve", "2+3", "--budget-flops", "inf"], "budget.max_flops: Input should be a finite number"),
+        (["solve", "2+3", "--budget-flops", "nan"], "budget.max_flops: Input should be a finite number"),
+        (["solve", "2+3", "--max-seconds", "inf"], "budget.max_seconds: Input should be a finite number"),
+        (["serve", "--port", "0"], "--port 0: a port is 1-65535"),
+        (["serve", "--port", "65536"], "--port 65536: a port is 1-65535"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_traceback(args, words):
@@ -42,6 +51,49 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(args, words):
     assert proc.returncode == 2, proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("problem.bin", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is binary, not UTF-8 text"),
+        ("problem.txt", b"What is 2+2?\x00\x00", "is binary, not UTF-8 text"),
+        ("job.json", b"\xff\xfe{}", "is binary, not UTF-8 text"),
+        ("job.json", b"[" * 100_000, "nests lists or objects more than 32 levels deep"),
+    ],
+)
+def test_a_bad_problem_file_exits_2_naming_the_file(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    proc = plait("solve", f"@{path}")
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and str(path) in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("recorded", ["another start time", "none (an older state file)"])
+def test_down_signals_a_pid_only_while_it_is_the_process_up_started(tmp_path, recorded):
+    reused = subprocess.Popen(["sleep", "300"])  # holds a pid the state file names, but `plait up` never started it
+    ours = subprocess.Popen(["sleep", "300"])  # stands in for what `plait up` did start
+    try:
+        state = {
+            "ray_address": "127.0.0.1:1", "redis_url": "redis://127.0.0.1:1/0", "directory": str(tmp_path), "started": 0.0,
+            "ray_pid": reused.pid, "redis_pid": ours.pid, "redis_started": start_time(ours.pid),
+        }  # fmt: skip
+        if recorded == "another start time":
+            state["ray_started"] = start_time(reused.pid) - 1
+        (tmp_path / "cluster").mkdir()
+        (tmp_path / "cluster" / "state.json").write_text(json.dumps(state))
+
+        proc = plait("down", env={"PLAIT_CACHE_DIR": str(tmp_path)})
+        assert proc.returncode == 0, proc.stderr
+        assert f"not signalling pid {reused.pid}" in proc.stderr and "Ray head" in proc.stderr
+        assert ours.wait(60) == -signal.SIGTERM
+        assert reused.poll() is None, "a process plait did not start was signalled"
+        assert not (tmp_path / "cluster" / "state.json").exists()
+    finally:
+        for process in (reused, ours):
+            process.kill()
+            process.wait()
 
 
 def test_bad_config_file_names_the_problem(tmp_path):

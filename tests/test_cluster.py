@@ -19,6 +19,7 @@ from tools.processes import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
 
 BIN = Path(sys.executable).parent
+START_BOUND = 900  # seconds a node may take to come up: generous, for a loaded machine; only catches a hang
 GRAPH = {
     "problem": "two tiers",
     "strategy": {"name": "calc"},
@@ -60,6 +61,17 @@ def plait(*args, env=None, timeout=300):
     return subprocess.run([str(BIN / "plait"), *args], capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def wait_until_ready(what: str, ready, node: subprocess.Popen, log: Path) -> None:
+    """Poll `ready()` until it holds; fail at once if `node` exits, or after START_BOUND,
+    with the tail of the node's log."""
+    deadline = time.monotonic() + START_BOUND
+    while not ready():
+        if node.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with {node.returncode}" if node.returncode is not None else f"not ready after {START_BOUND} s"
+            pytest.fail(f"{what} {why}; {log} ends:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def two_node_cluster(tmp_path_factory, redis_server):
     """A head offering tier_a and a second node offering tier_b, plus a config routing
@@ -70,19 +82,18 @@ def two_node_cluster(tmp_path_factory, redis_server):
     head = ray_node(tmp, "head", {"tier_a": 1000}, port, head=True)
     worker = None
     try:
-        deadline = time.monotonic() + 120
-
-        def status() -> subprocess.CompletedProcess:
+        def status() -> str:
+            """`ray status` of the head, '' while it does not answer."""
             command = [str(BIN / "ray"), "status", "--address", f"127.0.0.1:{port}"]
-            return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **RAY_ENV})
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **RAY_ENV}, timeout=120)
+            except subprocess.TimeoutExpired:
+                return ""
+            return done.stdout if done.returncode == 0 else ""
 
-        while status().returncode:
-            assert time.monotonic() < deadline, (tmp / "head.log").read_text()[-2000:]
-            time.sleep(1)
+        wait_until_ready("the Ray head", lambda: bool(status()), head, tmp / "head.log")
         worker = ray_node(tmp, "worker", {"tier_b": 1000}, port, head=False)
-        while "tier_b" not in status().stdout:
-            assert time.monotonic() < deadline, (tmp / "worker.log").read_text()[-2000:]
-            time.sleep(1)
+        wait_until_ready("the worker node", lambda: "tier_b" in status(), worker, tmp / "worker.log")
         config = tmp / "plait.toml"
         config.write_text('[tiers.a]\nnum_cpus = 0.5\n[tiers.b]\nnum_cpus = 0.5\n[routing]\n1 = "a"\n4 = "b"\n')
         job = tmp / "job.json"

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.job import IllegalTransition, Job, JobNotFound, Result
+from orchestrator.job import IllegalTransition, Job, JobNotFound, NodeResult, Result
 from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
 from plait.errors import ConfigError, InvalidInput
 from orchestrator.cluster import RedisServer
 from tools.processes import free_port
+from tools.sandbox import ExecResult
 from verifiers.types import Checker, Verdict
+from workers.types import Attempt, ToolCall
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG = 10  # seconds; only catches hangs, never measures speed
@@ -95,8 +97,16 @@ def test_unknown_job_says_how_to_find_jobs(store):
         lambda s: s.append_event("nope", {"type": "tick"}),
         lambda s: s.request_cancel("nope"),
         lambda s: s.cancel_requested("nope"),
+        lambda s: s.put_node_result("nope", finished_node("a")),
+        lambda s: s.node_results("nope"),
+        lambda s: s.acquire_lease("nope", "me", 10),
+        lambda s: s.release_lease("nope", "me"),
+        lambda s: s.lease_holder("nope"),
     ],
-    ids=["get", "transition", "events", "wait_events", "result", "put_result", "append_event", "request_cancel", "cancel_requested"],
+    ids=[
+        "get", "transition", "events", "wait_events", "result", "put_result", "append_event", "request_cancel",
+        "cancel_requested", "put_node_result", "node_results", "acquire_lease", "release_lease", "lease_holder",
+    ],
 )
 def test_every_call_on_an_unknown_job_raises_job_not_found(store, call):
     with pytest.raises(JobNotFound, match="nope"):
@@ -213,6 +223,151 @@ def test_cancel_flag_round_trips(store):
     assert store.get("j1").status == "queued"  # the flag alone changes no status
 
 
+def finished_node(node_id: str, answer: str = "4") -> NodeResult:
+    """A node result with a full trace: a tool call, a verdict and a search record."""
+    run = ExecResult(stdout="4\n", stderr="", exit_code=0, status="ok", seconds=0.01, truncated=False, isolation="bwrap")
+    attempt = Attempt(
+        question="2+2", strategy="tora", model_id="m", text="```python\nprint(2+2)\n```", answer=answer,
+        answer_source="output", tool_calls=[ToolCall("print(2+2)", run, 0)], prompt_tokens=12, completion_tokens=7,
+        logprob=-1.5, flops=38, seconds=0.4, finish_reason="answered",
+        verdict=Verdict.of("verified", "equal", Checker("math", "1")), search={"samples": [{"answer": answer, "reward": 0.5}]},
+    )  # fmt: skip
+    return NodeResult(node_id, "2+2", "small", "done", answer, attempt, worker={"pid": 7}, retries=1, seconds=0.5)
+
+
+def test_node_results_round_trip_with_their_traces_and_are_copies(store):
+    assert store.node_results("j1") == {}
+    store.put_node_result("j1", finished_node("a"))
+    store.put_node_result("j1", NodeResult("b", "why", "large", "failed", None, None, error="worker died"))
+    got = store.node_results("j1")
+    assert got == {"a": finished_node("a"), "b": NodeResult("b", "why", "large", "failed", None, None, error="worker died")}
+    got["a"].attempt.tool_calls.clear()
+    assert store.node_results("j1")["a"].attempt.tool_calls[0].result.stdout == "4\n"
+    store.put_node_result("j1", finished_node("a", answer="5"))  # a retried node replaces its earlier result
+    assert store.node_results("j1")["a"].answer == "5" and set(store.node_results("j1")) == {"a", "b"}
+
+
+def test_a_lease_is_held_by_one_owner_until_released(store):
+    assert store.lease_holder("j1") is None
+    assert store.acquire_lease("j1", "ctl-a", 60)
+    assert not store.acquire_lease("j1", "ctl-b", 60)
+    assert store.acquire_lease("j1", "ctl-a", 60)  # renewing
+    store.release_lease("j1", "ctl-b")  # not the holder: nothing changes
+    assert store.lease_holder("j1") == "ctl-a"
+    store.release_lease("j1", "ctl-a")
+    assert store.lease_holder("j1") is None
+    assert store.acquire_lease("j1", "ctl-b", 60) and store.lease_holder("j1") == "ctl-b"
+
+
+def wait_until(condition) -> None:
+    deadline = time.monotonic() + HANG
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+def test_an_expired_lease_can_be_taken_over(store):
+    assert store.acquire_lease("j1", "ctl-a", 0.2)
+    wait_until(lambda: store.lease_holder("j1") is None)
+    assert store.acquire_lease("j1", "ctl-b", 60)
+    assert not store.acquire_lease("j1", "ctl-a", 60)  # the old holder's renewal finds it taken
+    store.release_lease("j1", "ctl-a")
+    assert store.lease_holder("j1") == "ctl-b"
+
+
+def race(count: int, call) -> list:
+    """`call(i)` from `count` threads released together; their results."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_racing_controllers_get_one_lease(store):
+    for round_ in range(5):
+        job_id = f"lease{round_}"
+        store.create(Job(id=job_id, spec=JobSpec(problem="1+1")))
+        won = race(4, lambda i: store.acquire_lease(job_id, f"ctl-{i}", 60))
+        assert sum(won) == 1
+        assert store.lease_holder(job_id) == f"ctl-{won.index(True)}"
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
+def test_a_ttl_must_be_a_positive_number_of_seconds(store, ttl):
+    with pytest.raises(ValueError, match="ttl"):
+        store.acquire_lease("j1", "ctl-a", ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        store.claim_idempotency_key("k", "fp", ttl)
+    assert store.lease_holder("j1") is None
+
+
+def test_an_idempotency_key_is_claimed_once_then_names_its_job(store):
+    claim = store.claim_idempotency_key("key-1", "fp-1", 60)
+    assert claim.token and claim.fingerprint == "fp-1" and claim.job_id is None
+    pending = store.claim_idempotency_key("key-1", "fp-2", 60)
+    assert (pending.fingerprint, pending.job_id, pending.token) == ("fp-1", None, None)
+    store.bind_idempotency_key("key-1", "someone-elses-token", "job-x", 60)  # not the claim's: ignored
+    assert store.claim_idempotency_key("key-1", "fp-1", 60).job_id is None
+    store.bind_idempotency_key("key-1", claim.token, "j1", 60)
+    bound = store.claim_idempotency_key("key-1", "fp-1", 60)
+    assert (bound.fingerprint, bound.job_id, bound.token) == ("fp-1", "j1", None)
+    store.release_idempotency_key("key-1", claim.token)  # bound: its claim is over
+    assert store.claim_idempotency_key("key-1", "fp-1", 60).job_id == "j1"
+    assert store.claim_idempotency_key("key-2", "fp-1", 60).token  # keys are independent
+
+
+def test_a_released_or_expired_claim_frees_the_key(store):
+    claim = store.claim_idempotency_key("key-1", "fp-1", 60)
+    store.release_idempotency_key("key-1", "wrong-token")
+    assert store.claim_idempotency_key("key-1", "fp-1", 60).token is None
+    store.release_idempotency_key("key-1", claim.token)
+    retry = store.claim_idempotency_key("key-1", "fp-1", 60)
+    assert retry.token and retry.token != claim.token
+
+    store.bind_idempotency_key("key-1", retry.token, "j1", 0.2)
+    wait_until(lambda: store.claim_idempotency_key("key-1", "fp-3", 0.2).token is not None)
+    late = store.claim_idempotency_key("key-2", "fp-1", 0.2)
+    wait_until(lambda: store.claim_idempotency_key("key-2", "fp-1", 60).token is not None)
+    store.bind_idempotency_key("key-2", late.token, "j1", 60)  # its claim expired and was taken: ignored
+    assert store.claim_idempotency_key("key-2", "fp-1", 60).job_id is None
+
+
+def test_racing_claims_of_one_key_give_one_token(store):
+    for round_ in range(5):
+        claims = race(4, lambda i: store.claim_idempotency_key(f"race-{round_}", f"fp-{i}", 60))
+        winners = [c for c in claims if c.token]
+        assert len(winners) == 1
+        assert {c.fingerprint for c in claims} == {winners[0].fingerprint}
+
+
+def test_both_stores_refuse_bad_input_before_anything_is_written(store):
+    store.append_event("j1", {"type": "ok"})
+    with pytest.raises(InvalidInput, match="status"):
+        store.create(Job(id="j2", spec=JobSpec(problem="1+1"), status="bogus"))
+    with pytest.raises(InvalidInput, match="non-empty"):
+        store.create(Job(id="", spec=JobSpec(problem="1+1")))
+    with pytest.raises(InvalidInput, match="created time"):
+        store.create(Job(id="j3", spec=JobSpec(problem="1+1"), created=float("nan")))
+    unstorable = finished_node("a")
+    unstorable.worker = {"handle": object()}
+    with pytest.raises(InvalidInput, match="node a of job j1"):
+        store.put_node_result("j1", unstorable)
+    with pytest.raises(InvalidInput, match="result of job j1"):
+        store.put_result(Result(job_id="j1", status="failed", kv_cache={"x": object()}))
+    assert [j.id for j in store.jobs()] == ["j1"]
+    assert store.node_results("j1") == {} and store.result("j1") is None
+    assert store.append_event("j1", {"type": "next"}) == 1
+
+
 def test_open_store_without_a_url_is_in_memory():
     assert isinstance(open_store(None), MemoryStore)
 
@@ -293,10 +448,16 @@ def test_everything_survives_a_redis_restart_with_aof(tmp_path):
         verdict = Verdict.of("verified", "equal", Checker("math"))
         store.put_result(Result(job_id="j0", status="succeeded", answer="0", verified=True, verdict=verdict))
         store.request_cancel("j1")
+        store.put_node_result("j1", finished_node("a"))
+        store.acquire_lease("j1", "ctl-a", 600)
+        store.bind_idempotency_key("key-1", store.claim_idempotency_key("key-1", "fp", 600).token, "j1", 600)
         before = {
             "jobs": store.jobs(),
             "result": store.result("j0"),
             "events": {f"j{i}": store.events(f"j{i}") for i in range(3)},
+            "nodes": store.node_results("j1"),
+            "lease": store.lease_holder("j1"),
+            "key": store.claim_idempotency_key("key-1", "fp", 600),
         }
 
         server.restart()
@@ -306,6 +467,9 @@ def test_everything_survives_a_redis_restart_with_aof(tmp_path):
             "jobs": after.jobs(),
             "result": after.result("j0"),
             "events": {f"j{i}": after.events(f"j{i}") for i in range(3)},
+            "nodes": after.node_results("j1"),
+            "lease": after.lease_holder("j1"),
+            "key": after.claim_idempotency_key("key-1", "fp", 600),
         } == before
         assert after.cancel_requested("j1") and not after.cancel_requested("j2")
         assert after.append_event("j2", {"type": "after"}) == 4
@@ -317,20 +481,13 @@ def test_everything_survives_a_redis_restart_with_aof(tmp_path):
 
 
 @pytest.mark.needs_redis
-def test_bad_input_is_refused_before_anything_is_written(redis_url):
+def test_an_unserializable_event_is_refused_and_takes_no_seq(redis_url):
     store = RedisStore(redis_url)
     store.create(Job(id="j1", spec=JobSpec(problem="1+1")))
     store.append_event("j1", {"type": "ok"})
-    with pytest.raises(InvalidInput, match="status"):
-        store.create(Job(id="j2", spec=JobSpec(problem="1+1"), status="bogus"))
-    with pytest.raises(InvalidInput, match="non-empty"):
-        store.create(Job(id="", spec=JobSpec(problem="1+1")))
     with pytest.raises(InvalidInput, match="JSON"):
         store.append_event("j1", {"type": "bad", "payload": object()})
-    assert [j.id for j in store.jobs()] == ["j1"]
-    with pytest.raises(JobNotFound):
-        store.get("j2")
-    assert store.append_event("j1", {"type": "next"}) == 1  # the refused event took no seq
+    assert store.append_event("j1", {"type": "next"}) == 1
     store.close()
 
 

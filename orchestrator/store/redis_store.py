@@ -7,6 +7,9 @@ Key layout (prefix defaults to "plait"):
   {prefix}:events:{id}  stream; event seq N has entry id 0-{N+1}, field "e" the event as JSON
                         (without "seq", which the id carries) and field "t" the append token
   {prefix}:cancel:{id}  string, present once a cancel was requested
+  {prefix}:nodes:{id}   hash, node id -> the finished node's result as JSON (NodeResult.to_dict)
+  {prefix}:lease:{id}   string, the lease holder's name, expiring with the lease (PX)
+  {prefix}:idempotency:{key}  string, the KeyClaim as JSON, expiring with the key (PX)
 
 Every write that must see the current state runs as one Lua script (atomic in Redis), except
 transitions, which compare-and-set the whole record so the status machine stays in Python.
@@ -16,20 +19,21 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from dataclasses import asdict
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.client import Pipeline
 from redis.retry import Retry
 
-from orchestrator.job import STATUSES, Job, JobNotFound, Result, check_transition
-from orchestrator.store.base import StoreUnavailable
+from orchestrator.job import Job, JobNotFound, NodeResult, Result, check_transition
+from orchestrator.store.base import KeyClaim, StoreUnavailable, check_ttl, encode_job, encode_node, encode_result
 from plait.errors import ConfigError, InvalidInput
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -58,6 +62,53 @@ return 1
 _SET_IF_JOB = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: job record, hash. ARGV: field, value. 0 if there is no such job.
+_HSET_IF_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: job record, lease. ARGV: owner, ttl ms. -1 no job, 0 another owner holds it, 1 taken or renewed.
+_ACQUIRE_LEASE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: job record, lease. ARGV: owner. -1 no job, else 1.
+_RELEASE_LEASE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: the key's claim. ARGV: claim JSON, ttl ms. The claim holding the key, or nil once claimed.
+_CLAIM_KEY = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+# KEYS: the key's claim. ARGV: token, job id to bind ('' drops the key), ttl ms.
+# Only the claim's own token settles it: a claim that expired meanwhile may be another's now.
+_SETTLE_KEY = """
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local claim = cjson.decode(held)
+if claim['token'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  claim['job_id'], claim['token'] = ARGV[2], nil
+  redis.call('SET', KEYS[1], cjson.encode(claim), 'PX', ARGV[3])
+end
 return 1
 """
 
@@ -109,31 +160,6 @@ def _not_found(job_id: str) -> JobNotFound:
     return JobNotFound(f"no job {job_id!r}: list jobs with `plait jobs`")
 
 
-def _encode_job(job: Job) -> str:
-    """The job as stored, checked to read back, so a bad job never reaches Redis."""
-    if not isinstance(job.id, str) or not job.id:
-        raise InvalidInput(f"job id must be a non-empty string, not {job.id!r}")
-    if job.status not in STATUSES:
-        raise InvalidInput(f"job {job.id} has unknown status {job.status!r}; expected one of {', '.join(STATUSES)}")
-    if not isinstance(job.created, (int, float)) or not math.isfinite(job.created):
-        raise InvalidInput(f"job {job.id} has a bad created time {job.created!r}")
-    try:
-        raw = json.dumps(job.to_dict())
-        Job.from_dict(json.loads(raw))
-    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        raise InvalidInput(f"job {job.id} cannot be stored: {exc}") from exc
-    return raw
-
-
-def _encode_result(result: Result) -> str:
-    try:
-        raw = json.dumps(result.to_dict())
-        Result.from_dict(json.loads(raw))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"result of job {result.job_id} cannot be stored: {exc}") from exc
-    return raw
-
-
 def _decode_event(entry_id: str, fields: dict[str, str]) -> dict:
     return {**json.loads(fields["e"]), "seq": int(entry_id.rpartition("-")[2]) - 1}
 
@@ -163,9 +189,22 @@ class RedisStore:
         self._compare_and_set = self._redis.register_script(_COMPARE_AND_SET)
         self._set_if_job = self._redis.register_script(_SET_IF_JOB)
         self._append = self._redis.register_script(_APPEND)
+        self._hset_if_job = self._redis.register_script(_HSET_IF_JOB)
+        self._acquire_lease = self._redis.register_script(_ACQUIRE_LEASE)
+        self._release_lease = self._redis.register_script(_RELEASE_LEASE)
+        self._claim_key = self._redis.register_script(_CLAIM_KEY)
+        self._settle_key = self._redis.register_script(_SETTLE_KEY)
 
     def _key(self, kind: str, job_id: str) -> str:
         return f"{self.prefix}:{kind}:{job_id}"
+
+    def _of_job(self, job_id: str, read: Callable[[Pipeline], Pipeline]) -> Any:
+        """The reply to what `read` queues, read together with the job's existence: JobNotFound
+        if there is no such job."""
+        exists, found = read(self._redis.pipeline(transaction=False).exists(self._key("job", job_id))).execute()
+        if not exists:
+            raise _not_found(job_id)
+        return found
 
     @property
     def _index(self) -> str:
@@ -180,7 +219,7 @@ class RedisStore:
 
     @_reaching
     def create(self, job: Job) -> None:
-        raw = _encode_job(job)
+        raw = encode_job(job)
         if not self._create(keys=[self._key("job", job.id), self._index], args=[raw, job.created, job.id]):
             raise ValueError(f"job {job.id} already exists")
 
@@ -211,18 +250,25 @@ class RedisStore:
 
     @_reaching
     def put_result(self, result: Result) -> None:
-        raw = _encode_result(result)
+        raw = encode_result(result)
         if not self._set_if_job(keys=[self._key("job", result.job_id), self._key("result", result.job_id)], args=[raw]):
             raise _not_found(result.job_id)
 
     @_reaching
     def result(self, job_id: str) -> Result | None:
-        exists, raw = self._redis.pipeline(transaction=False).exists(self._key("job", job_id)).get(
-            self._key("result", job_id)
-        ).execute()
-        if not exists:
-            raise _not_found(job_id)
+        raw = self._of_job(job_id, lambda pipe: pipe.get(self._key("result", job_id)))
         return Result.from_dict(json.loads(raw)) if raw is not None else None
+
+    @_reaching
+    def put_node_result(self, job_id: str, node: NodeResult) -> None:
+        raw = encode_node(job_id, node)
+        if not self._hset_if_job(keys=[self._key("job", job_id), self._key("nodes", job_id)], args=[node.id, raw]):
+            raise _not_found(job_id)
+
+    @_reaching
+    def node_results(self, job_id: str) -> dict[str, NodeResult]:
+        found = self._of_job(job_id, lambda pipe: pipe.hgetall(self._key("nodes", job_id)))
+        return {node_id: NodeResult.from_dict(json.loads(raw)) for node_id, raw in found.items()}
 
     @_reaching
     def append_event(self, job_id: str, event: dict) -> int:
@@ -242,11 +288,8 @@ class RedisStore:
 
     @_reaching
     def events(self, job_id: str, offset: int = 0) -> list[dict]:
-        exists, entries = self._redis.pipeline(transaction=False).exists(self._key("job", job_id)).xrange(
-            self._key("events", job_id), min=f"0-{max(offset, 0) + 1}"
-        ).execute()
-        if not exists:
-            raise _not_found(job_id)
+        start = f"0-{max(offset, 0) + 1}"
+        entries = self._of_job(job_id, lambda pipe: pipe.xrange(self._key("events", job_id), min=start))
         return [_decode_event(entry_id, fields) for entry_id, fields in entries]
 
     @_reaching
@@ -287,9 +330,45 @@ class RedisStore:
 
     @_reaching
     def cancel_requested(self, job_id: str) -> bool:
-        exists, flagged = self._redis.pipeline(transaction=False).exists(self._key("job", job_id)).exists(
-            self._key("cancel", job_id)
-        ).execute()
-        if not exists:
+        return bool(self._of_job(job_id, lambda pipe: pipe.exists(self._key("cancel", job_id))))
+
+    @_reaching
+    def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
+        check_ttl(ttl)
+        outcome = self._acquire_lease(keys=[self._key("job", job_id), self._key("lease", job_id)], args=[owner, _ms(ttl)])
+        if outcome < 0:
             raise _not_found(job_id)
-        return bool(flagged)
+        return bool(outcome)
+
+    @_reaching
+    def release_lease(self, job_id: str, owner: str) -> None:
+        if self._release_lease(keys=[self._key("job", job_id), self._key("lease", job_id)], args=[owner]) < 0:
+            raise _not_found(job_id)
+
+    @_reaching
+    def lease_holder(self, job_id: str) -> str | None:
+        return self._of_job(job_id, lambda pipe: pipe.get(self._key("lease", job_id)))
+
+    @_reaching
+    def claim_idempotency_key(self, key: str, fingerprint: str, ttl: float) -> KeyClaim:
+        check_ttl(ttl)
+        claim = KeyClaim(fingerprint, token=uuid.uuid4().hex)
+        held = self._claim_key(keys=[self._key("idempotency", key)], args=[json.dumps(asdict(claim)), _ms(ttl)])
+        if held is None:
+            return claim
+        found = json.loads(held)
+        return KeyClaim(found["fingerprint"], found.get("job_id"))
+
+    @_reaching
+    def bind_idempotency_key(self, key: str, token: str, job_id: str, ttl: float) -> None:
+        check_ttl(ttl)
+        self._settle_key(keys=[self._key("idempotency", key)], args=[token, job_id, _ms(ttl)])
+
+    @_reaching
+    def release_idempotency_key(self, key: str, token: str) -> None:
+        self._settle_key(keys=[self._key("idempotency", key)], args=[token, "", 0])
+
+
+def _ms(seconds: float) -> int:
+    """A ttl as PX wants it: whole milliseconds, at least one."""
+    return max(1, round(seconds * 1000))
