@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from plait.errors import ConfigError
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
 from planners import route
-from workers.engines import EMBEDDED_MODEL, CautiousSpec, EngineSpec, SinkSpec, SpeculativeSpec
+from workers.engines.embedded import EMBEDDED_MODEL
+from workers.engines.options import CacheSpec, CautiousSpec, Dtype, EngineKind, EngineSpec, SinkSpec, SpeculativeSpec, options
 from workers.engines.packaged import QWEN_CODER
-from workers.kvcache import CacheSpec
 
 
 # Names shared with deploy/ (manifests are tested against these).
@@ -40,7 +40,7 @@ class _Section(BaseModel):
 
 
 class TierConfig(_Section):
-    kind: Literal["transformers", "openai", "llamacpp"] = "transformers"
+    kind: EngineKind = "transformers"
     model: str = Field(default=EMBEDDED_MODEL, description="transformers: 'smollm2-135m' or a model directory; llamacpp: a packaged model or a .gguf file")
     base_url: str = Field(default="", description="openai: the server; llamacpp: a running llama-server (empty: plait starts one)")
     api_key_env: str = ""
@@ -48,48 +48,36 @@ class TierConfig(_Section):
     context_length: int = Field(default=0, ge=0, description="openai: the server's; transformers: a cap below the model's (0: the model's)")
     timeout: float = Field(default=600.0, gt=0, description="seconds one engine request may take")
     max_retries: int = Field(default=4, ge=0, le=20)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Dtype = "float32"
     threads: int = Field(default=0, ge=0)
     parallel: int = Field(default=8, ge=1, le=64, description="llamacpp: server slots, sequences decoded together")
     num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
-    # transformers: speculative decoding (greedy output unchanged, sampled distribution unchanged)
-    speculative: Literal["off", "prompt_lookup", "draft_model"] = "off"
-    draft_tokens: int = Field(default=4, ge=1, le=32, description="speculative: tokens drafted per step")
-    draft_ngram: int = Field(default=3, ge=2, le=8, description="prompt_lookup: longest n-gram looked up")
-    draft_model: str = Field(default="", description="draft_model: a smaller model with the same tokenizer")
-    # transformers: attention sinks (StreamingLLM), so generations can run past the context
-    sink_tokens: int = Field(default=0, ge=0, le=64, description="attention sinks: first tokens kept (0: off)")
-    window_tokens: int = Field(default=2048, ge=64, description="attention sinks: recent tokens kept")
-    evict_tokens: int = Field(default=256, ge=1, description="attention sinks: tokens dropped at once, at most window_tokens/2")
-    # transformers: cautious next-token prediction (trials at uncertain steps)
-    cautious_entropy: float = Field(default=0.0, ge=0, description="CNTP: entropy (nats) above which a step runs trials (0: off)")
-    cautious_trials: int = Field(default=4, ge=2, le=32, description="CNTP: trials at the flattest steps")
-    cautious_span: int = Field(default=16, ge=1, le=128, description="CNTP: longest trial, in tokens")
-    cautious_temperature: float = Field(default=1.0, gt=0, description="CNTP: trial temperature for greedy requests")
+    # The decoding options, each a [tiers.NAME.<option>] section defined once in workers.engines.options.
+    speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec, description="transformers, llamacpp: draft tokens checked in one pass")
+    sinks: SinkSpec = Field(default_factory=SinkSpec, description="transformers: attention sinks, to generate past the context")
+    cautious: CautiousSpec = Field(default_factory=CautiousSpec, description="transformers: cautious next-token prediction")
+
+    @field_validator("speculative", "sinks", "cautious", mode="before")
+    @classmethod
+    def _a_section(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, (str, int, float)):  # the flat options of earlier configs
+            raise ValueError(f"{info.field_name} is a section: write its fields under [tiers.<tier>.{info.field_name}] (see deploy/plait.example.toml)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "TierConfig":
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("an openai tier needs base_url (e.g. http://vllm:8000/v1)")
         if self.kind != "transformers":
-            local_only = {"sink_tokens": 0, "cautious_entropy": 0.0} | ({"speculative": "off"} if self.kind == "openai" else {})
-            wrong = [name for name, off in local_only.items() if getattr(self, name) != off]
+            # llama-server drafts tokens itself (workers.engines.llamacpp.speculative_args).
+            local_only = {"speculative": self.speculative.on and self.kind == "openai", "sinks": self.sinks.on, "cautious": self.cautious.on}
+            wrong = [name for name, on in local_only.items() if on]
             if wrong:
                 raise ValueError(f"{', '.join(wrong)}: only transformers tiers have this option, not {self.kind} tiers")
-        self._decoding()  # the options' own cross-field rules, named with the tier
+        self.engine_spec()  # the engine's own rules (an openai engine needs base_url), named with the tier
         return self
 
-    def _decoding(self) -> dict:
-        return {
-            "speculative": SpeculativeSpec(self.speculative, self.draft_tokens, self.draft_ngram, self.draft_model),
-            "sinks": SinkSpec(self.sink_tokens, self.window_tokens, self.evict_tokens),
-            "cautious": CautiousSpec(self.cautious_entropy, self.cautious_trials, self.cautious_span, self.cautious_temperature),
-        }
-
     def engine_spec(self) -> EngineSpec:
-        options = self._decoding()
-        tier_only = set(TierConfig.model_fields) - set(EngineSpec.__dataclass_fields__)  # num_cpus, the options' parts
-        return EngineSpec(**self.model_dump(exclude=tier_only | set(options)), **options)
+        shared = set(TierConfig.model_fields) & set(EngineSpec.__dataclass_fields__)  # all but num_cpus
+        return EngineSpec(**{name: getattr(self, name) for name in shared})
 
 
 class RayConfig(_Section):
@@ -118,21 +106,13 @@ class PlannerConfig(_Section):
     constrained: bool = True  # JSON-schema constrained decoding of the skeleton
 
 
-class KVCacheConfig(_Section):
-    backend: Literal["memory", "redis", "off"] = "memory"  # redis: shared by every worker
-    max_mb: int = Field(default=512, ge=1, description="memory backend: LRU byte cap per worker")
-    chunk_tokens: int = Field(default=64, ge=1, le=4096)
-    redis_url: str | None = None  # redis backend; default: the job store's redis_url
-    ttl_seconds: int = Field(default=86400, ge=1)
+@options
+class KVCacheConfig(CacheSpec):
+    """The [kv_cache] section: the prefix KV cache of transformers tiers, CacheSpec's fields."""
 
     def spec(self, default_redis_url: str | None) -> CacheSpec:
-        return CacheSpec(
-            backend=self.backend,
-            max_bytes=self.max_mb * 2**20,
-            chunk_tokens=self.chunk_tokens,
-            redis_url=self.redis_url or default_redis_url or "",
-            ttl_seconds=self.ttl_seconds,
-        )
+        """What a worker's engine opens: a Redis backend without its own URL uses the job store's."""
+        return CacheSpec(**{**asdict(self), "redis_url": self.redis_url or default_redis_url or ""})
 
 
 class SchedulerConfig(_Section):
@@ -182,6 +162,7 @@ class Config(_Section):
         if 1 not in self.routing:
             raise ValueError("routing: difficulty 1 needs a tier (harder levels fall back to easier ones)")
         return self
+
 
     @property
     def planner_tier(self) -> str:

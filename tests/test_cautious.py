@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from workers.engines.base import SamplingParams, chat
-from workers.engines.cautious import CautiousSpec, boundary_tokens, entropies, lowest_perplexity, sample_trials
+from workers.engines.cautious import boundary_tokens, entropies, lowest_perplexity, sample_trials
+from workers.engines.decoding import prefill
+from workers.engines.options import CautiousSpec
 
 QUESTION = chat(("user", "Tom has 3 boxes with 12 pencils each. He gives away 7 pencils. How many pencils are left?"))
 
@@ -42,7 +44,7 @@ def test_trials_end_at_punctuation_and_report_the_models_own_logprobs(engine):
     assert not ends[engine.tokenizer.convert_tokens_to_ids("hello")]
 
     ids = engine.encode(QUESTION)
-    cache, mask, logits, _ = engine._prefill([ids])
+    cache, mask, logits, _ = prefill(engine.model, [ids], engine.tokenizer.pad_token_id)
     generator = torch.Generator().manual_seed(3)
     trials, logprobs = sample_trials(engine.model, cache, mask, mask.sum(-1, keepdim=True), logits, [0, 0, 0], 1.0, 12, ends, generator)
 
@@ -60,11 +62,12 @@ def test_cautious_decoding_branches_keeps_exact_logprobs_and_counts_the_trials(e
     assert not engine.cautious.on  # the tier's setting; each call below sets its own threshold
     [[plain]] = engine.generate([QUESTION], params)
     [[unbranched]] = engine.generate([QUESTION], replace(params, cautious_entropy=100.0))  # never above it
-    branched = engine.caution.branched
     [[cautious]] = engine.generate([QUESTION], replace(params, cautious_entropy=0.5))
 
     assert unbranched.token_ids == plain.token_ids and unbranched.trial_tokens == 0
-    assert engine.caution.branched > branched and cautious.trial_tokens > 0
+    assert unbranched.decode["cautious_branched"] == 0 and unbranched.decode["cautious_steps"] == len(plain.token_ids)
+    assert cautious.decode["cautious_branched"] > 0 and cautious.trial_tokens == cautious.decode["cautious_trial_tokens"] > 0
+    assert "cautious_steps" not in plain.decode
     assert cautious.token_ids != plain.token_ids  # trials were kept in place of greedy picks
     # Kept trials were fed back into the batch's cache: the logprobs reported are the model's.
     ids = engine.encode(QUESTION)

@@ -5,6 +5,7 @@ import pytest
 from orchestrator.config import DEFAULT_ROUTING, Config, load_config
 from planners import route
 from plait.errors import ConfigError
+from workers.engines.options import CacheSpec
 
 EXAMPLE = Path(__file__).parent.parent / "deploy" / "plait.example.toml"
 
@@ -54,13 +55,16 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
         ('[sandbox]\ntimeout = -1\n', "sandbox.timeout"),
         ('[sandbox]\ntimout = 5\n', "unknown field"),
         ("this is = not toml [", "not valid TOML"),
-        ('[tiers.small]\nspeculative = "medusa"\n', "tiers.small.speculative"),
-        ('[tiers.small]\ndraft_tokens = 0\n', "tiers.small.draft_tokens"),
-        ('[tiers.small]\nsink_tokens = 4\nwindow_tokens = 128\nevict_tokens = 100\n', "evict_tokens must be 1 to window_tokens/2"),
-        ('[tiers.small]\ncautious_entropy = -1\n', "tiers.small.cautious_entropy"),
-        ('[tiers.small]\nspeculative = "draft_model"\n', "draft_model names the draft model"),
-        ('[tiers.large]\nkind = "llamacpp"\nsink_tokens = 4\n', "only transformers tiers have this option"),
-        ('[tiers.big]\nkind = "openai"\nbase_url = "http://x/v1"\nspeculative = "prompt_lookup"\n', "speculative: only transformers"),
+        ('[tiers.small.speculative]\nmethod = "medusa"\n', "tiers.small.speculative.method"),
+        ('[tiers.small.speculative]\ndraft_tokens = 0\n', "tiers.small.speculative.draft_tokens"),
+        ('[tiers.small.speculative]\ndraft_tokns = 2\n', "tiers.small.speculative.draft_tokns"),
+        ('[tiers.small.sinks]\nsink_tokens = 4\nwindow_tokens = 128\nevict_tokens = 100\n', "evict_tokens must be 1 to window_tokens/2"),
+        ('[tiers.small.cautious]\nentropy = -1\n', "tiers.small.cautious.entropy"),
+        ('[tiers.small.speculative]\nmethod = "draft_model"\n', "draft_model names the draft model"),
+        ('[tiers.large]\nkind = "llamacpp"\n[tiers.large.sinks]\nsink_tokens = 4\n', "only transformers tiers have this option"),
+        ('[tiers.big]\nkind = "openai"\nbase_url = "http://x/v1"\n[tiers.big.speculative]\nmethod = "prompt_lookup"\n', "speculative: only transformers"),
+        ('[kv_cache]\nbackend = "disk"\n', "kv_cache.backend"),
+        ('[kv_cache]\nchunk_tokens = 0\n', "kv_cache.chunk_tokens"),
         ('[tiers.large]\nkind = "llamacpp"\nparallel = 0\n', "tiers.large.parallel"),
     ],
 )
@@ -91,8 +95,10 @@ def test_planner_tier_defaults_to_the_hardest_difficultys_tier_and_must_exist():
 def test_decoding_options_are_tier_options_carried_to_the_engine(tmp_path):
     path = tmp_path / "plait.toml"
     path.write_text(
-        '[tiers.small]\nspeculative = "prompt_lookup"\ndraft_tokens = 6\n'
-        "sink_tokens = 4\nwindow_tokens = 512\ncontext_length = 1024\ncautious_entropy = 2.5\ncautious_span = 8\n"
+        "[tiers.small]\ncontext_length = 1024\n"
+        '[tiers.small.speculative]\nmethod = "prompt_lookup"\ndraft_tokens = 6\n'
+        "[tiers.small.sinks]\nsink_tokens = 4\nwindow_tokens = 512\n"
+        "[tiers.small.cautious]\nentropy = 2.5\nspan_tokens = 8\n"
     )
     spec = load_config(path).tiers["small"].engine_spec()
     assert (spec.speculative.method, spec.speculative.draft_tokens, spec.speculative.ngram) == ("prompt_lookup", 6, 3)
@@ -100,3 +106,26 @@ def test_decoding_options_are_tier_options_carried_to_the_engine(tmp_path):
     assert (spec.cautious.entropy, spec.cautious.max_trials, spec.cautious.span_tokens) == (2.5, 4, 8)
     default = Config().tiers["small"].engine_spec()
     assert not (default.speculative.on or default.sinks.on or default.cautious.on)
+
+
+def test_a_llamacpp_tier_takes_speculative_drafts_but_not_the_local_decoding_options(tmp_path):
+    path = tmp_path / "plait.toml"
+    path.write_text('[tiers.large]\nkind = "llamacpp"\n[tiers.large.speculative]\nmethod = "prompt_lookup"\ndraft_tokens = 8\n')
+    assert load_config(path).tiers["large"].engine_spec().speculative.draft_tokens == 8
+    path.write_text('[tiers.large]\nkind = "llamacpp"\n[tiers.large.cautious]\nentropy = 2.0\n')
+    with pytest.raises(ConfigError, match="cautious: only transformers tiers"):
+        load_config(path)
+
+
+def test_the_kv_cache_section_is_the_engines_cache_spec_and_its_redis_defaults_to_the_stores(tmp_path, monkeypatch):
+    monkeypatch.delenv("PLAIT_REDIS_URL", raising=False)
+    path = tmp_path / "plait.toml"
+    path.write_text('redis_url = "redis://store:6379/0"\n[kv_cache]\nbackend = "redis"\nmax_mb = 64\nchunk_tokens = 32\n')
+    config = load_config(path)
+    cache = config.kv_cache.spec(config.redis_url)
+    assert isinstance(cache, CacheSpec)
+    assert (cache.backend, cache.max_bytes, cache.chunk_tokens, cache.redis_url) == ("redis", 64 * 2**20, 32, "redis://store:6379/0")
+    path.write_text('redis_url = "redis://store:6379/0"\n[kv_cache]\nbackend = "redis"\nredis_url = "redis://kv:6379/1"\n')
+    config = load_config(path)
+    assert config.kv_cache.spec(config.redis_url).redis_url == "redis://kv:6379/1"
+    assert Config().kv_cache.spec(None) == CacheSpec()

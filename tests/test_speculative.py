@@ -8,10 +8,13 @@ from collections import Counter
 import pytest
 import torch
 
+from plait.errors import ConfigError
+from workers.engines import EngineSpec, make_engine
 from workers.engines.base import SamplingParams
+from workers.engines.decoding import Sampler
 from workers.engines.embedded import EMBEDDED_MODEL
-from workers.engines.speculative import SpeculativeSpec, accept, propose
-from workers.engines.transformers_engine import _pick, _probs
+from workers.engines.options import SpeculativeSpec
+from workers.engines.speculative import accept, propose
 from workers.strategies.prompts import TORA_PROMPT
 
 
@@ -36,19 +39,19 @@ def test_the_sampling_rule_leaves_the_distribution_unchanged():
     # Draft token 2 everywhere; the target's distribution p is fixed. Accept-or-resample must
     # produce tokens distributed as p, whatever the draft.
     logits = torch.tensor([[1.0, 0.2, 1.5, -0.5, 0.7]])
-    params = SamplingParams(temperature=0.8, top_p=0.9)
-    p = _probs(logits[0], params)
     generator = torch.Generator().manual_seed(0)
+    sampler = Sampler(SamplingParams(temperature=0.8, top_p=0.9), generator)
+    p = sampler.distribution(logits[0])
     counts: Counter[int] = Counter()
     trials = 20_000
     for _ in range(trials):
-        kept, rejected = accept(logits, [2], lambda row: _probs(row, params), generator)
+        kept, rejected = accept(logits, [2], sampler.distribution, generator)
         if kept:
             counts[2] += 1
         else:
             masked = logits.clone()
             masked[0, rejected] = float("-inf")
-            counts[int(_pick(masked, params, generator)[0])] += 1
+            counts[int(sampler.pick(masked)[0])] += 1
     for token in range(5):
         assert abs(counts[token] / trials - float(p[token])) < 0.015, (token, counts, p)
 
@@ -61,11 +64,11 @@ def test_greedy_output_is_identical_with_and_without_speculation(engine):
     try:
         plain = engine.generate(prompts, params)
         engine.speculative = SpeculativeSpec("prompt_lookup", draft_tokens=4, ngram=3)
-        accepted = engine.speculation.accepted
         drafted = engine.generate(prompts, params)
     finally:
         engine.speculative = before
-    assert engine.speculation.accepted > accepted  # drafts were proposed and some were kept
+    assert "speculative_drafted" not in plain[0][0].decode
+    assert sum(c.decode["speculative_accepted"] for (c,) in drafted) > 0  # drafts were proposed and some were kept
     for (a,), (b,) in zip(plain, drafted):
         assert a.text == b.text and a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-3
@@ -75,15 +78,22 @@ def test_greedy_output_is_identical_with_and_without_speculation(engine):
 def test_a_draft_model_drafts_in_the_targets_tokens_and_greedy_output_is_unchanged(engine):
     prompts = [TORA_PROMPT.prompt("What is 17 * 23 - 41?")]
     params = SamplingParams(max_tokens=48, stop=("```output",))
+    plain = engine.generate(prompts, params)
+    # The target itself as the draft: the smallest model with its tokenizer on this machine.
+    # The factory builds the draft engine and hands it to the target.
+    speculating = make_engine(EngineSpec(speculative=SpeculativeSpec("draft_model", draft_tokens=4, draft_model=EMBEDDED_MODEL)))
+    assert speculating.draft is not None and speculating.draft.model_id == EMBEDDED_MODEL
+    [[drafted]] = speculating.generate(prompts, params)
+    # A draft equal to the target guesses the target's greedy picks: nearly all are accepted.
+    assert drafted.decode["speculative_accepted"] >= 0.8 * drafted.decode["speculative_drafted"] > 0
+    assert plain[0][0].token_ids == drafted.token_ids and plain[0][0].text == drafted.text
+
+
+def test_a_draft_model_option_without_its_draft_engine_says_how_to_build_one(engine):
     before = engine.speculative
     try:
-        plain = engine.generate(prompts, params)
-        # The target itself as the draft: the smallest model with its tokenizer on this machine.
-        engine.speculative = SpeculativeSpec("draft_model", draft_tokens=4, draft_model=EMBEDDED_MODEL)
-        proposed, accepted = engine.speculation.proposed, engine.speculation.accepted
-        drafted = engine.generate(prompts, params)
+        engine.speculative = SpeculativeSpec("draft_model", draft_model=EMBEDDED_MODEL)
+        with pytest.raises(ConfigError, match="make_engine"):
+            engine.generate(["1, 2, 3,"], SamplingParams(max_tokens=2))
     finally:
         engine.speculative = before
-    # A draft equal to the target guesses the target's greedy picks: nearly all are accepted.
-    assert engine.speculation.accepted - accepted >= 0.8 * (engine.speculation.proposed - proposed) > 0
-    assert plain[0][0].token_ids == drafted[0][0].token_ids and plain[0][0].text == drafted[0][0].text

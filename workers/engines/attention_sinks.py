@@ -17,48 +17,39 @@ tokens next to its sinks, and never more than `sink_tokens + window_tokens` slot
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from transformers.models.llama.modeling_llama import rotate_half
 
-
-@dataclass(frozen=True)
-class SinkSpec:
-    sink_tokens: int = 0  # first tokens kept for good; 0 turns the policy off
-    window_tokens: int = 2048  # recent tokens kept at most
-    evict_tokens: int = 256  # dropped together when the cache is full
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.sink_tokens <= 64:
-            raise ValueError(f"sink_tokens must be 0-64, got {self.sink_tokens}")
-        if self.window_tokens < 64:
-            raise ValueError(f"window_tokens must be at least 64, got {self.window_tokens}")
-        if not 1 <= self.evict_tokens <= self.window_tokens // 2:
-            raise ValueError(f"evict_tokens must be 1 to window_tokens/2 ({self.window_tokens // 2}), got {self.evict_tokens}")
-
-    @property
-    def on(self) -> bool:
-        return self.sink_tokens > 0
-
-    @property
-    def capacity(self) -> int:
-        return self.sink_tokens + self.window_tokens
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from workers.engines.decoding import DecodeState
+from workers.engines.options import SinkSpec
 
 
-@dataclass
-class StreamingStats:
-    """What the policy did since the engine started."""
+class AttentionSinks:
+    """The KV policy: compact the cache whenever the next block would not fit. Positions stay
+    within the cache, so a row may generate past the context: `max_tokens` is its only limit."""
 
-    compactions: int = 0
-    evicted_tokens: int = 0
-    peak_cache_tokens: int = 0  # widest KV cache (slots per row) any decode step attended to
+    counters = ("sinks_compactions", "sinks_evicted", "sinks_peak_cache_tokens")
 
-    def seen(self, width: int) -> None:
-        self.peak_cache_tokens = max(self.peak_cache_tokens, width)
+    def __init__(self, spec: SinkSpec, inv_freq: torch.Tensor):
+        self.spec = spec
+        self.inv_freq = inv_freq
+
+    def budget(self, max_tokens: int, context_left: int) -> int:
+        return max_tokens
+
+    def make_room(self, state: DecodeState, incoming: int) -> None:
+        fitted = compact(state.cache, state.mask, self.spec, self.inv_freq, incoming)
+        if fitted is not None:
+            state.mask, dropped = fitted
+            state.positions = state.mask.sum(-1, keepdim=True)
+            state.publish_output = False  # the cache no longer holds whole rows
+            for b, evicted in enumerate(dropped):
+                stats = state.stats(b)
+                stats["sinks_compactions"] += 1
+                stats["sinks_evicted"] += evicted
+        for b in range(len(state.active)):
+            stats = state.stats(b)
+            stats["sinks_peak_cache_tokens"] = max(stats["sinks_peak_cache_tokens"], state.mask.shape[1] + incoming)
 
 
 def inverse_frequencies(model) -> torch.Tensor:
@@ -72,21 +63,22 @@ def inverse_frequencies(model) -> torch.Tensor:
     return rotary.inv_freq.float()
 
 
-def compact(cache, mask: torch.Tensor, spec: SinkSpec, inv_freq: torch.Tensor, incoming: int) -> tuple[torch.Tensor, int] | None:
+def compact(cache, mask: torch.Tensor, spec: SinkSpec, inv_freq: torch.Tensor, incoming: int) -> tuple[torch.Tensor, list[int]] | None:
     """Make room for `incoming` new slots: when the cache would exceed the policy's capacity,
     keep each row's sinks and its latest tokens (right-aligned, padding masked), rotate the
-    kept recent keys to their new positions, and return the new mask and the tokens dropped.
+    kept recent keys to their new positions, and return the new mask and each row's tokens dropped.
     A row's position for its i-th unmasked slot is i, before and after. None: nothing to do."""
     if mask.shape[1] + incoming <= spec.capacity:
         return None
     recent = spec.window_tokens - max(spec.evict_tokens, incoming)
-    sources, shifts = [], []
+    sources, shifts, drops = [], [], []
     for row in mask:
         slots = row.nonzero().squeeze(-1)
         dropped = max(0, len(slots) - spec.sink_tokens - recent)
         kept = torch.cat([slots[: spec.sink_tokens], slots[spec.sink_tokens + dropped :]])
         sources.append(kept)
         shifts.append([0] * min(spec.sink_tokens, len(slots)) + [dropped] * (len(kept) - min(spec.sink_tokens, len(slots))))
+        drops.append(dropped)
     width = max(len(s) for s in sources)
     index = torch.zeros(len(sources), width, dtype=torch.long)
     new_mask = torch.zeros(len(sources), width, dtype=mask.dtype)
@@ -102,7 +94,7 @@ def compact(cache, mask: torch.Tensor, spec: SinkSpec, inv_freq: torch.Tensor, i
         keys = layer.keys.gather(2, gather)
         layer.keys = (keys.float() * cos + rotate_half(keys.float()) * sin).to(keys.dtype)
         layer.values = layer.values.gather(2, gather)
-    return new_mask, int(mask.sum() - new_mask.sum())
+    return new_mask, drops
 
 
 def _rotation(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

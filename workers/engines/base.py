@@ -91,6 +91,11 @@ class Completion:
     # Tokens cautious decoding generated in trials: computed on top of the output (the kept
     # trial is computed again as output, so every trial token is extra compute).
     trial_tokens: int = 0
+    # What this call's decoding features did for this completion, each counter present when
+    # its feature ran: speculative_drafted / speculative_accepted (draft tokens),
+    # sinks_compactions / sinks_evicted (tokens) / sinks_peak_cache_tokens (the widest KV,
+    # a maximum, not a sum), cautious_steps / cautious_branched / cautious_trial_tokens.
+    decode: dict[str, int] = field(default_factory=dict)
 
     @property
     def computed_tokens(self) -> int:

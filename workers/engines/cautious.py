@@ -8,57 +8,54 @@ punctuation mark (or `span_tokens`), and keeps the trial whose tokens the model 
 likely (lowest perplexity). The flatter the distribution, the more trials: 1 + entropy /
 threshold of them, capped at `max_trials`. Elsewhere decoding is unchanged.
 
-The trials run on a copy of the uncertain rows' KV cache; the kept trial is then fed to the
-main batch like an accepted speculative draft, so the batch's cache and logprobs stay exact.
-Every trial token is extra compute (the kept trial is computed again in the batch), reported
-in `Completion.trial_tokens` and counted in FLOPs.
+The trials run on a copy of the uncertain rows' KV cache. `CautiousTrials` is the decode
+stage: it proposes the kept trial in place of the row's pick, and the decode loop feeds it to
+the main batch in one forward pass and keeps it whole, so the batch's cache and logprobs stay
+exact. Every trial token is extra compute (the kept trial is computed again in the batch),
+reported in `Completion.trial_tokens` and counted in FLOPs.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
+
+from workers.engines.decoding import KEPT, DecodeState, Pick
+from workers.engines.options import CautiousSpec
 
 PUNCTUATION = ".,;:!?\n"
 
 
-@dataclass(frozen=True)
-class CautiousSpec:
-    entropy: float = 0.0  # nats; steps whose next-token entropy exceeds it branch; 0 turns CNTP off
-    max_trials: int = 4
-    span_tokens: int = 16  # longest trial, when no punctuation ends it first
-    temperature: float = 1.0  # trials of a greedy request are sampled at this temperature
+class CautiousTrials:
+    """CNTP as a proposer: a row at an uncertain step outputs its best trial's first token in
+    place of its pick and feeds the rest of the trial, kept whole (the model's own sample)."""
 
-    def __post_init__(self) -> None:
-        if self.entropy < 0:
-            raise ValueError(f"cautious entropy threshold must be >= 0 nats, got {self.entropy}")
-        if not 2 <= self.max_trials <= 32 or not 1 <= self.span_tokens <= 128 or self.temperature <= 0:
-            raise ValueError("cautious max_trials must be 2-32, span_tokens 1-128 and temperature > 0")
+    counters = ("cautious_steps", "cautious_branched", "cautious_trial_tokens")
+    acceptance = KEPT
 
-    @property
-    def on(self) -> bool:
-        return self.entropy > 0
+    def __init__(self, model, spec: CautiousSpec, temperature: float, ends: torch.Tensor, generator=None):
+        self.model = model
+        self.spec = spec
+        self.temperature = temperature
+        self.ends = ends
+        self.generator = generator
 
-    def trials(self, entropy: float) -> int:
-        """Trials at a step of this entropy: 0 below the threshold, then more the flatter it is."""
-        if entropy <= self.entropy:
-            return 0
-        return min(self.max_trials, 1 + int(entropy / self.entropy))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class CautionStats:
-    steps: int = 0  # decode steps seen
-    branched: int = 0  # steps that ran trials
-    trial_tokens: int = 0  # tokens generated in trials (kept or not)
-
-    @property
-    def branch_rate(self) -> float:
-        return self.branched / self.steps if self.steps else 0.0
+    def propose(self, state: DecodeState, pick: Pick, leads: dict[int, int]) -> dict[int, list[int]]:
+        entropy = entropies(pick.logprobs).tolist()
+        branches = {}
+        for b in leads:
+            state.stats(b)["cautious_steps"] += 1
+            if n := self.spec.trials(entropy[b]):
+                branches[b] = n
+        if not branches:
+            return {}
+        best, spent = explore(
+            self.model, state.cache, state.mask, state.positions, pick.logits, branches, self.temperature, self.spec.span_tokens, self.ends, self.generator
+        )
+        for b in branches:
+            stats = state.stats(b)
+            stats["cautious_branched"] += 1
+            stats["cautious_trial_tokens"] += spent[b]
+        return best
 
 
 def boundary_tokens(tokenizer, eos: set[int], vocab_size: int) -> torch.Tensor:

@@ -6,7 +6,8 @@ next. This module adds what plait's decode loop needs on top:
 
 - the tokenizer data (vocabulary prefix tree, a few seconds to build) is built once per
   tokenizer and shared by every row and every call;
-- one `JsonSchemaConstraint` per generated row, fed that row's generated ids each step;
+- one `JsonSchemaConstraint` per generated row, fed that row's generated ids each step, and
+  `SchemaMask`, the decode stage that masks each row's logits to what its constraint allows;
 - end of sequence is allowed exactly when the JSON value is complete, and then it is the
   only choice, so a row stops right after its closing brace instead of padding whitespace;
 - integer `minimum`/`maximum` (which lm-format-enforcer does not check) are enforced by
@@ -23,8 +24,11 @@ import weakref
 from typing import Any
 
 import numpy as np
+import torch
 from lmformatenforcer import JsonSchemaParser, TokenEnforcer, TokenEnforcerTokenizerData
 from transformers import PreTrainedTokenizerBase
+
+from workers.engines.decoding import DecodeState
 
 # Handed to lm-format-enforcer as "the" EOS id: it is offered exactly when the parser can end,
 # so its presence marks a complete JSON value whatever EOS ids the engine itself uses.
@@ -95,6 +99,21 @@ class JsonSchemaConstraint:
         if (ids == _COMPLETE).any():
             return self._eos
         return ids[~np.isin(ids, self._eos)]
+
+
+class SchemaMask:
+    """The logits mask of a JSON schema: each row's logits keep only what its constraint allows.
+    The logprobs reported stay the model's unmasked ones."""
+
+    def __init__(self, constraints: list):
+        self.constraints = constraints  # one per row, each with allowed(generated ids) -> token ids
+
+    def apply(self, state: DecodeState, logits: torch.Tensor) -> torch.Tensor:
+        # Built in numpy: for vocabulary-sized work this small, torch's thread pool costs more than it saves.
+        blocked = np.ones(tuple(logits.shape), dtype=bool)
+        for b, row in enumerate(state.active):
+            blocked[b, self.constraints[row].allowed(state.rows[row].ids)] = False
+        return logits.masked_fill(torch.from_numpy(blocked), float("-inf"))
 
 
 def enforceable(schema: Any) -> Any:

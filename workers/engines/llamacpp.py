@@ -37,6 +37,7 @@ from tools.processes import Supervised, free_port
 from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams
 from workers.engines.http import JsonAPI
 from workers.engines.llamacpp_build import LLAMA_CPP_PYTHON, server_binary
+from workers.engines.options import SpeculativeSpec
 from workers.engines.packaged import MODELS, cache_dir, gguf_path, packaged
 
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def resolve_gguf(model: str, progress=None) -> tuple[Path, str, int]:
     return path, f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", 0
 
 
-def speculative_args(spec, progress=None) -> tuple[str, ...]:
+def speculative_args(spec: SpeculativeSpec, progress=None) -> tuple[str, ...]:
     """llama-server's own speculative decoding for a tier's `speculative` option: prompt lookup
     is its n-gram drafter; a draft model is a second GGUF with the same vocabulary."""
     if spec.method == "prompt_lookup":

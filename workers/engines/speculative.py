@@ -23,53 +23,13 @@ the longest acceptable prefix is kept:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 
+from plait.errors import ConfigError
 from workers.engines.base import SamplingParams
-
-METHODS = ("off", "prompt_lookup", "draft_model")
-
-
-@dataclass(frozen=True)
-class SpeculativeSpec:
-    method: str = "off"  # "off" | "prompt_lookup" | "draft_model"
-    draft_tokens: int = 4  # k: tokens proposed per step
-    ngram: int = 3  # prompt_lookup: longest n-gram looked up (shorter ones are tried down to 2)
-    draft_model: str = ""  # draft_model: the smaller model (as a tier's `model`), same tokenizer
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"speculative method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not 1 <= self.draft_tokens <= 32 or not 2 <= self.ngram <= 8:
-            raise ValueError("draft_tokens must be 1-32 and ngram 2-8")
-        if (self.method == "draft_model") != bool(self.draft_model):
-            raise ValueError('draft_model names the draft model exactly when speculative = "draft_model"')
-
-    @property
-    def on(self) -> bool:
-        return self.method != "off"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class SpeculationStats:
-    """Draft tokens proposed and accepted since the engine started."""
-
-    proposed: int = 0
-    accepted: int = 0
-
-    def add(self, proposed: int, accepted: int) -> None:
-        self.proposed += proposed
-        self.accepted += accepted
-
-    @property
-    def acceptance(self) -> float:
-        return self.accepted / self.proposed if self.proposed else 0.0
+from workers.engines.decoding import DecodeState, Pick, Sampler
+from workers.engines.options import SpeculativeSpec
 
 
 def propose(tokens: list[int], k: int, ngram: int) -> list[int]:
@@ -87,43 +47,6 @@ def propose(tokens: list[int], k: int, ngram: int) -> list[int]:
     return []
 
 
-class PromptLookup:
-    def __init__(self, ngram: int):
-        self.ngram = ngram
-
-    def propose(self, rows: list[list[int]], limits: list[int]) -> list[list[int]]:
-        return [propose(row, k, self.ngram) for row, k in zip(rows, limits)]
-
-
-class DraftModel:
-    """Greedy drafts from a smaller engine (a TransformersEngine) sharing the target's tokenizer."""
-
-    def __init__(self, engine):
-        self.engine = engine
-
-    def propose(self, rows: list[list[int]], limits: list[int]) -> list[list[int]]:
-        if max(limits, default=0) < 1:
-            return [[] for _ in rows]
-        drafts = self.engine.generate_ids(rows, SamplingParams(max_tokens=max(limits)))
-        return [d.token_ids[:k] for d, k in zip(drafts, limits)]
-
-
-def make_drafter(spec: SpeculativeSpec, target):
-    """The draft source for `spec` on a TransformersEngine `target`."""
-    if spec.method == "prompt_lookup":
-        return PromptLookup(spec.ngram)
-    from workers.engines.transformers_engine import TransformersEngine
-    from workers.kvcache import CacheSpec
-
-    draft = TransformersEngine(spec.draft_model, max_batch=target.max_batch, kv_cache=CacheSpec(backend="memory"))
-    if draft.tokenizer.get_vocab() != target.tokenizer.get_vocab():
-        raise ValueError(
-            f"draft model {spec.draft_model!r} does not share the tokenizer of {target.model_id!r}: "
-            "speculative drafts must be in the target's tokens; pick a draft model of the same family"
-        )
-    return DraftModel(draft)
-
-
 def accept(logits: torch.Tensor, draft: list[int], probs_of, generator) -> tuple[int, int | None]:
     """How many draft tokens to keep, given the target's logits after the chosen token and
     after each draft token (rows 0..len(draft)), and the token to forbid at the next pick
@@ -138,3 +61,92 @@ def accept(logits: torch.Tensor, draft: list[int], probs_of, generator) -> tuple
         elif torch.rand((), generator=generator).item() >= float(probs[token]):
             return j, token
     return len(draft), None
+
+
+class ForbiddenDraft:
+    """The logits mask of the rule's rejection: after draft token d was rejected, the row's
+    next token is drawn from p without d."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[int, int] = {}  # row -> its rejected draft token
+
+    def apply(self, state: DecodeState, logits: torch.Tensor) -> torch.Tensor:
+        rejected = [(b, self.tokens.pop(row)) for b, row in enumerate(state.active) if row in self.tokens]
+        if rejected:
+            logits = logits.clone()
+            for b, token in rejected:
+                logits[b, token] = float("-inf")
+        return logits
+
+
+class Verified:
+    """The acceptance rule above: a row keeps its draft's acceptable prefix."""
+
+    def __init__(self, sampler: Sampler, forbid: ForbiddenDraft):
+        self.sampler = sampler
+        self.forbid = forbid
+
+    def accept(self, state: DecodeState, b: int, logits: torch.Tensor, draft: list[int]) -> int:
+        kept, rejected = accept(logits, draft, self.sampler.distribution, self.sampler.generator)
+        used = state.take_all(b, draft[:kept], logits)
+        stats = state.stats(b)
+        stats["speculative_drafted"] += len(draft)
+        stats["speculative_accepted"] += used
+        if rejected is not None and used == kept:
+            self.forbid.tokens[state.active[b]] = rejected
+        return used
+
+
+class Drafts:
+    """A proposer of speculative drafts after each row's lead; subclasses say where they come from."""
+
+    counters = ("speculative_drafted", "speculative_accepted")
+
+    def __init__(self, spec: SpeculativeSpec, acceptance: Verified):
+        self.draft_tokens = spec.draft_tokens
+        self.acceptance = acceptance
+
+    def propose(self, state: DecodeState, pick: Pick, leads: dict[int, int]) -> dict[int, list[int]]:
+        going = [b for b, lead in leads.items() if not state.ends_with(b, lead)]  # a row its lead ends needs no draft
+        contexts = [state.context(b) + [leads[b]] for b in going]
+        drafts = self.draft(contexts, [min(self.draft_tokens, state.room(b) - 1) for b in going])
+        return {b: [leads[b], *draft] for b, draft in zip(going, drafts) if draft}
+
+    def draft(self, contexts: list[list[int]], limits: list[int]) -> list[list[int]]:
+        """Up to `limits[i]` tokens to follow `contexts[i]`."""
+        raise NotImplementedError
+
+
+class PromptLookup(Drafts):
+    def __init__(self, spec: SpeculativeSpec, acceptance: Verified):
+        super().__init__(spec, acceptance)
+        self.ngram = spec.ngram
+
+    def draft(self, contexts: list[list[int]], limits: list[int]) -> list[list[int]]:
+        return [propose(context, k, self.ngram) for context, k in zip(contexts, limits)]
+
+
+class DraftModel(Drafts):
+    """Greedy drafts from a smaller engine (a TransformersEngine) sharing the target's tokenizer."""
+
+    def __init__(self, spec: SpeculativeSpec, engine, acceptance: Verified):
+        super().__init__(spec, acceptance)
+        self.engine = engine
+
+    def draft(self, contexts: list[list[int]], limits: list[int]) -> list[list[int]]:
+        if not contexts:
+            return []
+        drafts = self.engine.generate_ids(contexts, SamplingParams(max_tokens=max(limits)))
+        return [d.token_ids[:k] for d, k in zip(drafts, limits)]
+
+
+def drafts(spec: SpeculativeSpec, draft_engine, acceptance: Verified) -> Drafts:
+    """The draft source `spec` names; a draft model is built by the engine factory and passed in."""
+    if spec.method == "prompt_lookup":
+        return PromptLookup(spec, acceptance)
+    if draft_engine is None:
+        raise ConfigError(
+            f"speculative method 'draft_model' ({spec.draft_model!r}) needs its draft engine: build the engine with "
+            "workers.engines.make_engine, which loads the draft model"
+        )
+    return DraftModel(spec, draft_engine, acceptance)

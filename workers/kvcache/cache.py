@@ -12,14 +12,12 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
-import torch
-
+from workers.engines.base import KVLayout
 from workers.kvcache.backends import ChunkStore
-from workers.kvcache.codec import BadValue, decode, encode
 from workers.kvcache.keys import chunk_keys, namespace
 
-if TYPE_CHECKING:  # the engines import this package
-    from workers.engines.base import KVLayout
+if TYPE_CHECKING:  # torch is loaded by the first value read or written, not by a config that names a cache
+    import torch
 
 
 @dataclass
@@ -64,6 +62,10 @@ class PrefixCache:
     def lookup(self, token_ids: list[int], limit: int) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
         """(n, keys, values): the KV of the first n tokens, n a multiple of the chunk size and at
         most `limit`; keys/values are [layers, kv_heads, n, head_dim], None when n is 0."""
+        import torch
+
+        from workers.kvcache.codec import BadValue, decode
+
         began = time.perf_counter()
         c = self.chunk_tokens
         keys = chunk_keys(self.space, token_ids[: max(limit, 0)], c)
@@ -96,6 +98,8 @@ class PrefixCache:
         that the store does not hold yet. keys/values: [layers, kv_heads, tokens, head_dim] for
         `token_ids[skip:]`, skip = the known tokens' whole chunks (`skipped_tokens`), so a
         caller copies out only the KV that may be new."""
+        from workers.kvcache.codec import encode
+
         began = time.perf_counter()
         c = self.chunk_tokens
         skip = self.skipped_tokens(known_tokens)
