@@ -10,7 +10,6 @@ this client exits and any client can query them.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, Iterator
 
@@ -47,7 +46,6 @@ class Client:
             )
         self.pool = WorkerPool(config)
         self._scheduler = Scheduler(self.store, self.pool, config)
-        self._threads: dict[str, threading.Thread] = {}
         self._owns_ray = False  # whether this client started the local Ray it runs on
 
     def submit(self, spec: JobSpec | dict | str) -> str:
@@ -67,9 +65,7 @@ class Client:
             ray.get(controller(self.config).start.remote(job.id))
         else:
             self._owns_ray |= init_ray(self.config)
-            thread = threading.Thread(target=self._scheduler.run, args=(job.id,), name=f"plait-{job.id}", daemon=True)
-            self._threads[job.id] = thread
-            thread.start()
+            self._scheduler.start(job.id)
         return job.id
 
     def solve(self, spec: JobSpec | dict | str, on_event: Callable[[dict], Any] | None = None) -> Result:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from orchestrator.config import Config, tier_resource
 from plait.errors import ConfigError
-from tools.processes import descendants, end, on_lifetime_thread
+from tools.processes import descendants, end, on_lifetime_thread, start_time
 from workers.actor import ModelWorker
+from workers.types import Usage
 
 # Set before Ray starts from this process: no usage reporting; worker processes (the model
 # workers) at normal priority rather than Ray's default niceness of 15; and token auth on the
@@ -93,9 +94,11 @@ def shutdown_local_ray() -> None:
 
     if not ray.is_initialized():
         return
-    started = descendants(os.getpid())
+    node = ray._private.worker._global_node  # the daemons this process started, by PID
+    roots = [info.process.pid for infos in (node.all_processes.values() if node else ()) for info in infos]
+    started = [(pid, start_time(pid)) for pid in roots] + [d for pid in roots for d in descendants(pid)]
     ray.shutdown()
-    end(started)
+    end([(pid, when) for pid, when in started if when is not None])
 
 
 class WorkerPool:
@@ -131,12 +134,19 @@ class WorkerPool:
         remote = ray.remote(ModelWorker).options(
             num_cpus=tier_config.num_cpus,
             resources={resource: _TIER_SHARE},
-            max_restarts=1,
-            max_task_retries=0,  # the scheduler retries nodes itself, with bounded attempts
+            max_restarts=-1,  # a worker comes back however often it dies
+            max_task_retries=0,  # the scheduler retries nodes itself, bounded per node
             runtime_env={"env_vars": env},
         )
         spec = replace(tier_config.engine_spec(), kv_cache=self.config.kv_cache.spec(self.config.redis_url))
         return remote.remote(spec, tier)
+
+    def describe(self) -> list[dict]:
+        import ray
+
+        with self._lock:
+            handles = list(self._actors.values())
+        return ray.get([handle.describe.remote() for handle in handles])
 
     def shutdown(self) -> None:
         import ray
@@ -149,25 +159,22 @@ class WorkerPool:
 
 class ActorEngine:
     """The Engine protocol over a tier's worker actor, for code that runs outside it (the
-    planner): the model stays loaded once, in the actor. It counts the tokens it had computed
-    (prompt and generated), so the job can bill the planner's call too."""
+    planner): the model stays loaded once, in the actor. Its `usage` adds up what the calls
+    cost, so the job can bill the planner's call too."""
 
     def __init__(self, actor):
         self.actor = actor
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+        self.usage = Usage()
+        self._info = None
 
     def generate(self, prompts, params):
         import ray
 
         outputs = ray.get(self.actor.generate.remote(prompts, params))
-        # The prompt is prefilled once per prompt, whatever n is.
-        self.prompt_tokens += sum(group[0].prompt_tokens for group in outputs if group)
-        self.completion_tokens += sum(c.completion_tokens for group in outputs for c in group)
+        info = self.info()
+        for group in outputs:
+            for completion in group:
+                self.usage.charge(completion, info)
         return outputs
 
     def score(self, prompt, continuation: str) -> float:
@@ -178,4 +185,6 @@ class ActorEngine:
     def info(self):
         import ray
 
-        return ray.get(self.actor.info.remote())
+        if self._info is None:
+            self._info = ray.get(self.actor.info.remote())
+        return self._info

@@ -3,29 +3,44 @@
 Each wave takes every ready node, groups the nodes by tier and sends each group to its
 tier's actor as one batch, so one engine call decodes them together; the answers of
 finished nodes are written into their dependents' questions. While batches run, the
-scheduler watches the job's cancel flag and deadline. A batch whose actor died is retried
-a bounded number of times; a node that fails takes down only its dependents, and every
-other branch's results are kept. Every step is an event in the job's stream.
+scheduler watches the job's cancel flag and deadline. A node whose worker died is sent again,
+a bounded number of times per node, after the restarted worker answers; a node that fails
+takes down only its dependents, and every other branch's results are kept. Every step is an
+event in the job's stream.
+
+A job runs on a thread of its own while its runner holds the job's lease (`Scheduler.start`,
+the one runner the local client and the cluster's controller share). Finished nodes are
+stored as they finish, so a job whose runner died is resumed by the next one from its plan
+and finished nodes (`Scheduler.resume_orphans`); store outages are waited out.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
 from orchestrator.config import Config
+from orchestrator.durability import LEASE_SECONDS, OUTAGE_PATIENCE, JobLease, PatientStore
 from orchestrator.job import NodeResult, Result
 from orchestrator.runtime import ActorEngine, WorkerPool
-from orchestrator.store import Store
+from orchestrator.store import Store, StoreUnavailable
 from plait.errors import InvalidInput, PlaitError
 from planners import Node, SkeletonGraph, given, plan
 from verifiers.role import verifier_for
 from workers.actor import Batch, BatchResult
 from workers.kvcache import add_stats
-from workers.types import Budget
+from workers.types import Budget, Usage
 
 SUPPORTED_KINDS = ("math", "program")
+
+
+class _LeaseLost(Exception):
+    """Another runner took the job over (this one was taken for dead): stop without a word."""
 
 
 class _Stopped(Exception):
@@ -42,47 +57,93 @@ class _Dispatch:
     nodes: list[Node]
     batch: Batch
     stream: object  # Ray ObjectRefGenerator
-    retries: int
     started: float
 
 
+RESUMABLE = ("queued", "planning", "running")
+
+
 class Scheduler:
-    def __init__(self, store: Store, pool: WorkerPool, config: Config, max_node_retries: int = 1, poll_seconds: float = 0.25):
+    def __init__(
+        self,
+        store: Store,
+        pool: WorkerPool,
+        config: Config,
+        max_node_retries: int = 3,
+        poll_seconds: float = 0.25,
+        lease_seconds: float = LEASE_SECONDS,
+    ):
         self.store = store
         self.pool = pool
         self.config = config
         self.max_node_retries = max_node_retries
         self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self, job_id: str) -> bool:
+        """Run a stored job on a thread of its own; False when it runs already (here, or under
+        another runner's live lease)."""
+        with self._lock:
+            if job_id in self._running:
+                return False
+            lease = JobLease(self.store, job_id, self.owner, self.lease_seconds)
+            if not lease.acquire():
+                return False
+            self._running.add(job_id)
+        threading.Thread(target=self._hold, args=(job_id, lease), name=f"plait-{job_id}", daemon=True).start()
+        return True
+
+    def _hold(self, job_id: str, lease: JobLease) -> None:
+        try:
+            _JobRun(self, job_id, lease).run()
+        finally:
+            lease.release()
+            with self._lock:
+                self._running.discard(job_id)
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running)
+
+    def resume_orphans(self) -> list[str]:
+        """Start every unfinished job nobody holds the lease of (its runner died); their ids."""
+        orphans = [job.id for status in RESUMABLE for job in self.store.jobs(status, 10_000)]
+        return [job_id for job_id in orphans if self.start(job_id)]
 
     def run(self, job_id: str) -> Result:
+        """Run a job here and now (no lease: for callers that own the job outright)."""
         return _JobRun(self, job_id).run()
 
 
 class _JobRun:
-    def __init__(self, scheduler: Scheduler, job_id: str):
+    def __init__(self, scheduler: Scheduler, job_id: str, lease: JobLease | None = None):
         self.scheduler = scheduler
-        self.store = scheduler.store
         self.config = scheduler.config
         self.job_id = job_id
-        self.spec = self.store.get(job_id).spec
-        self.verifier = None  # chosen by the job's kind when it is planned
+        self.lease = lease
         self.started = time.monotonic()
+        self.store = PatientStore(scheduler.store, self.started + OUTAGE_PATIENCE)
+        self.spec = self.store.get(job_id).spec
         self.deadline = self.started + self.spec.timeout if self.spec.timeout else None
+        if self.deadline is not None:
+            self.store = PatientStore(scheduler.store, self.deadline)
+        self.verifier = None  # chosen by the job's kind when it is planned
         self.nodes: dict[str, NodeResult] = {}
+        self.retries: dict[str, int] = defaultdict(int)  # worker deaths per node
         self.reason = ""
-        self.planner_tokens = 0
-        self.planner_flops = 0
+        self.planner = Usage()  # what the planner's call cost
         self.kv_cache: dict = {}
 
     def emit(self, kind: str, **data) -> None:
         self.store.append_event(self.job_id, {"type": kind, **data})
 
-    def run(self) -> Result:
+    def run(self) -> Result | None:
         graph = None
         try:
-            self.store.transition(self.job_id, "planning")
-            graph = self.plan()
-            self.store.transition(self.job_id, "running")
+            graph = self.resume() or self.plan_anew()
             while not graph.finished():
                 self.check_stop()
                 ready = graph.ready()
@@ -91,14 +152,44 @@ class _JobRun:
                 self.wave(ready, graph)
             self.skip_blocked(graph)
             return self.conclude(graph)
+        except _LeaseLost:
+            return None  # another runner has the job now; it finishes it
         except _Stopped as stop:
             if graph is not None:
                 self.skip_blocked(graph, status="cancelled", why=str(stop))
             return self.finish(stop.status, error=str(stop))
+        except StoreUnavailable:
+            raise  # the store stayed away past the job's patience: nothing can be recorded
         except PlaitError as exc:
             return self.finish("failed", error=str(exc))
         except Exception as exc:  # recorded, so the job keeps its partial trace
             return self.finish("failed", error=f"internal error: {type(exc).__name__}: {exc}")
+
+    def plan_anew(self) -> SkeletonGraph:
+        if self.store.get(self.job_id).status == "queued":
+            self.store.transition(self.job_id, "planning")
+        graph = self.plan()
+        self.store.transition(self.job_id, "running")
+        return graph
+
+    def resume(self) -> SkeletonGraph | None:
+        """The graph of a job a runner before this one had planned, with the nodes it finished;
+        None when there is nothing to resume."""
+        if self.store.get(self.job_id).status != "running":
+            return None
+        planned = next((e for e in reversed(self.store.events(self.job_id)) if e["type"] == "planned"), None)
+        if planned is None:
+            return None
+        self.verifier = verifier_for(self.spec.kind, self.spec.language)
+        graph = SkeletonGraph([Node(**{**n, "status": "pending", "answer": None}) for n in planned["nodes"]])
+        for node_id, done in self.store.node_results(self.job_id).items():
+            node = graph.node(node_id)
+            node.status, node.answer = done.status, done.answer
+            self.nodes[node_id] = done
+        self.reason = planned["reason"]
+        self.planner = Usage(**planned["usage"])
+        self.emit("resumed", kept=sorted(self.nodes), owner=self.scheduler.owner)
+        return graph
 
     def plan(self) -> SkeletonGraph:
         spec = self.spec
@@ -125,20 +216,21 @@ class _JobRun:
                 max_nodes=self.config.planner.max_nodes,
                 constrained=self.config.planner.constrained,
             )
-        generated = 0
         if engine is not None:
-            self.planner_tokens, generated = engine.tokens, engine.completion_tokens
-            self.planner_flops = engine.info().flops(engine.tokens)
+            self.planner = engine.usage
         self.emit(
             "planned",
             nodes=[n.to_dict() for n in graph.nodes()],
             reason=self.reason,
-            tokens=self.planner_tokens,
-            completion_tokens=generated,
+            tokens=self.planner.tokens,
+            completion_tokens=self.planner.completion_tokens,
+            usage=self.planner.to_dict(),
         )
         return graph
 
     def check_stop(self) -> None:
+        if self.lease is not None and self.lease.lost.is_set():
+            raise _LeaseLost
         if self.store.cancel_requested(self.job_id):
             raise _Stopped("cancelled", "cancelled by the user")
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -160,7 +252,7 @@ class _JobRun:
             groups[node.tier].append(node)
         size = self.config.scheduler.max_batch
         running = [
-            self.dispatch(tier, nodes[i : i + size], graph, retries=0)
+            self.dispatch(tier, nodes[i : i + size], graph)
             for tier, nodes in groups.items()
             for i in range(0, len(nodes), size)
         ]
@@ -174,16 +266,16 @@ class _JobRun:
                     if replacement is not None:
                         running.append(replacement)
 
-    def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph, retries: int) -> _Dispatch:
+    def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph) -> _Dispatch:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
         questions = [_with_dependencies(node, graph, asked) for node in nodes]
         spec = self.spec
         batch = Batch(questions, spec.strategy.name, spec.strategy_params(), self.budget(), self.config.sandbox.limits(), self.verifier)
         for node in nodes:
             node.status = "running"
-            self.emit("node_started", node=node.id, tier=tier, retry=retries)
+            self.emit("node_started", node=node.id, tier=tier, retry=self.retries[node.id])
         stream = self.scheduler.pool.actor(tier).run_stream.remote(batch)
-        return _Dispatch(tier, nodes, batch, stream, retries, time.monotonic())
+        return _Dispatch(tier, nodes, batch, stream, time.monotonic())
 
     def step(self, d: _Dispatch, graph: SkeletonGraph) -> _Dispatch | None:
         """Consume one item of a batch's stream; returns the dispatch still to watch (itself, a
@@ -197,13 +289,7 @@ class _JobRun:
             self.fail(d, "the worker's stream ended without a result")
             return None
         except (ActorDiedError, ActorUnavailableError) as exc:
-            reason = str(exc).strip().splitlines()[0]
-            if d.retries >= self.scheduler.max_node_retries:
-                self.fail(d, f"worker died {d.retries + 1} times: {reason}")
-                return None
-            self.emit("node_retry", tier=d.tier, nodes=[n.id for n in d.nodes], retry=d.retries + 1, reason=reason)
-            self.await_restart(d.tier)
-            return self.dispatch(d.tier, d.nodes, graph, d.retries + 1)
+            return self.retry(d, graph, str(exc).strip().splitlines()[0])
         except RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
             self.fail(d, f"{type(cause).__name__}: {cause}" if not isinstance(cause, PlaitError) else str(cause))
@@ -218,8 +304,25 @@ class _JobRun:
             node.answer = attempt.answer
             node.status = "done" if attempt.answer is not None else "failed"
             error = None if attempt.answer is not None else f"no answer ({attempt.finish_reason}): {self.why_no_answer(attempt)}"
-            self.record(node, NodeResult(node.id, question, d.tier, node.status, node.answer, attempt, item.worker, d.retries, error, seconds))
+            result = NodeResult(node.id, question, d.tier, node.status, node.answer, attempt, item.worker, self.retries[node.id], error, seconds)
+            self.store.put_node_result(self.job_id, result)  # what a resumed job keeps
+            self.record(node, result)
         return None
+
+    def retry(self, d: _Dispatch, graph: SkeletonGraph, reason: str) -> _Dispatch | None:
+        """Send a dead worker's nodes again once its restart answers; a node that has lost its
+        worker more than `max_node_retries` times fails."""
+        for node in d.nodes:
+            self.retries[node.id] += 1
+        spent = [n for n in d.nodes if self.retries[n.id] > self.scheduler.max_node_retries]
+        if spent:
+            self.fail(d, f"worker died {self.retries[spent[0].id]} times: {reason}", spent)
+        again = [n for n in d.nodes if n not in spent]
+        if not again:
+            return None
+        self.emit("node_retry", tier=d.tier, nodes=[n.id for n in again], retry=max(self.retries[n.id] for n in again), reason=reason)
+        self.await_restart(d.tier, max(self.retries[n.id] for n in again))
+        return self.dispatch(d.tier, again, graph)
 
     def why_no_answer(self, attempt) -> str:
         # A synthesis verdict says what was spent and what the checker said (or what to install).
@@ -227,27 +330,30 @@ class _JobRun:
             return attempt.verdict.message
         return attempt.text[-200:]
 
-    def await_restart(self, tier: str, patience: float = 120.0) -> None:
-        """Wait until a restarted tier actor answers again, so the retry is not spent on a
-        'the actor is restarting' refusal."""
+    def await_restart(self, tier: str, attempt: int, patience: float = 300.0) -> None:
+        """Back off (1 s, 2 s, 4 s… for the node's 1st, 2nd, 3rd… retry), then wait until the
+        restarted tier actor answers, so the retry is not spent on a 'restarting' refusal."""
         import ray
-        from ray.exceptions import ActorUnavailableError
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
 
+        time.sleep(min(2.0 ** (attempt - 1), 30.0))
         deadline = time.monotonic() + patience
         while True:
             self.check_stop()
             try:
                 ray.get(self.scheduler.pool.actor(tier).describe.remote(), timeout=10)
                 return
-            except ActorUnavailableError:
+            except (ActorUnavailableError, ActorDiedError, GetTimeoutError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
 
-    def fail(self, d: _Dispatch, error: str) -> None:
+    def fail(self, d: _Dispatch, error: str, nodes: list[Node] | None = None) -> None:
         for node, question in zip(d.nodes, d.batch.questions):
+            if nodes is not None and node not in nodes:
+                continue
             node.status = "failed"
-            self.record(node, NodeResult(node.id, question, d.tier, "failed", None, None, {}, d.retries, error))
+            self.record(node, NodeResult(node.id, question, d.tier, "failed", None, None, {}, self.retries[node.id], error))
 
     def record(self, node: Node, result: NodeResult) -> None:
         self.nodes[node.id] = result
@@ -288,7 +394,10 @@ class _JobRun:
         return self.finish("succeeded", sink.answer, verdict)
 
     def finish(self, status: str, answer=None, verdict=None, error=None) -> Result:
-        attempts = [n.attempt for n in self.nodes.values() if n.attempt]
+        total = Usage().add(self.planner)
+        for node in self.nodes.values():
+            if node.attempt:
+                total.add(node.attempt.usage)
         result = Result(
             job_id=self.job_id,
             status=status,
@@ -296,9 +405,9 @@ class _JobRun:
             verified=bool(verdict and verdict.verified),
             verdict=verdict,
             nodes=list(self.nodes.values()),
-            tokens=self.planner_tokens + sum(a.tokens for a in attempts),
-            flops=self.planner_flops + sum(a.flops for a in attempts),
-            planner_tokens=self.planner_tokens,
+            tokens=total.tokens,
+            flops=total.flops,
+            planner_tokens=self.planner.tokens,
             kv_cache=self.kv_cache,
             seconds=round(time.monotonic() - self.started, 3),
             error=error,

@@ -43,17 +43,15 @@ def config():
 @pytest.fixture(scope="session")
 def client(config):
     """A local-mode Client on an in-process Ray started once for the whole session."""
-    import ray
-
     from orchestrator.client import Client
-    from orchestrator.runtime import init_ray
+    from orchestrator.runtime import init_ray, shutdown_local_ray
 
     # Also offer a second tier, for tests that route to two different engines.
     init_ray(config.model_copy(update={"tiers": {**config.tiers, "large": config.tiers["small"]}}))
     c = Client(config=config, discover=False)
     yield c
     c.close()
-    ray.shutdown()
+    shutdown_local_ray()  # Ray and the agents its raylet forked: the suite leaves nothing running
 
 
 @pytest.fixture(scope="session")

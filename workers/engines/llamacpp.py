@@ -72,6 +72,13 @@ def speculative_args(spec: SpeculativeSpec, progress=None) -> tuple[str, ...]:
     return ()
 
 
+def default_threads() -> int:
+    """All cores but one: llama.cpp's threads wait for each other at every layer, so one core
+    taken by anything else (the sandbox, a checker, the orchestrator) stalls all of them; on
+    two loaded cores 2 threads decoded at 1 token/s where 1 thread kept 15 (README "Engines")."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 class LlamaServer:
     """One supervised llama-server for one GGUF file."""
 
@@ -79,7 +86,7 @@ class LlamaServer:
         self.port = free_port()
         self.api_key = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}"
-        threads = threads or os.cpu_count() or 1
+        threads = threads or default_threads()
         argv = [
             str(server_binary()), "-m", str(gguf), "--alias", name,
             "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
