@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from accuracy import TASKS, load_problems
 from verifiers import math as math_verifier
-from workers.engines.cautious import CautionStats, CautiousSpec
+from workers.engines.options import CautiousSpec
 from workers.engines.transformers_engine import TransformersEngine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
@@ -54,7 +54,6 @@ def main() -> None:
     results = {}
     with Progress(console=console) as progress:
         for arm, entropy in arms.items():
-            engine.caution = CautionStats()
             params = {"temperature": args.temperature, "seed": args.seed, "max_tokens_per_call": args.max_tokens, "cautious_entropy": entropy}
             bar = progress.add_task(arm, total=len(questions))
             attempts, began = [], time.monotonic()
@@ -64,12 +63,13 @@ def main() -> None:
                 progress.advance(bar, len(chunk))
             correct = sum(a.answer is not None and math_verifier.verify(a.answer, r).verified for a, r in zip(attempts, references))
             output = sum(a.completion_tokens for a in attempts)
+            steps, branched = (sum(a.decode.get(k, 0) for a in attempts) for k in ("cautious_steps", "cautious_branched"))
             results[arm] = {
                 "accuracy": round(correct / len(questions), 4),
                 "correct": correct,
                 "output_tokens": output,
-                "computed_tokens": output + engine.caution.trial_tokens,
-                "branch_rate": round(engine.caution.branch_rate, 4),
+                "computed_tokens": output + sum(a.trial_tokens for a in attempts),
+                "branch_rate": round(branched / steps, 4) if steps else 0.0,
                 "seconds": round(time.monotonic() - began, 1),
             }
             console.print(f"{arm}: {correct}/{len(questions)} correct, {results[arm]}")

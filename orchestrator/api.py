@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.config import API_PORT, load_config
 from orchestrator.job import STATUSES, TERMINAL, IllegalTransition, Job, JobNotFound, Result
+from orchestrator.jobstate import JobState, fold
 from orchestrator.spec import JobSpec, parse_json
 from orchestrator.store import Store, StoreUnavailable
 from plait.errors import InvalidInput, PlaitError
@@ -64,6 +65,15 @@ KV_COUNTERS = {  # CacheStats fields exported as counters, summed over finished 
     "stored_bytes": "Bytes stored into the prefix KV cache",
     "load_ms": "Milliseconds spent loading from the prefix KV cache",
     "store_ms": "Milliseconds spent storing into the prefix KV cache",
+}
+DECODE_COUNTERS = {  # Completion.decode counters exported, summed over finished jobs
+    "speculative_drafted": "Draft tokens proposed by speculative decoding",
+    "speculative_accepted": "Draft tokens the target model accepted",
+    "sinks_compactions": "Attention-sink KV compactions",
+    "sinks_evicted": "Tokens evicted from the KV cache by attention sinks",
+    "cautious_steps": "Decode steps cautious decoding looked at",
+    "cautious_branched": "Decode steps where cautious decoding ran trials",
+    "cautious_trial_tokens": "Tokens generated in cautious decoding's trials",
 }
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 MAX_SEQ = 10**15 - 1  # event sequence numbers a client may name (Last-Event-ID, offset)
@@ -181,8 +191,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class _EventMetrics:
     """Metrics read from each job's event stream incrementally at scrape time, so they cover
     every job in the store (up to METRICS_SCAN_LIMIT per status) whichever process ran it:
-    node latency (node_started → node_done `ts`), and the prefix KV cache's counters that a
-    job's `done` event carries."""
+    node latency, and the prefix KV cache's and the decoder's counters that a job's `done`
+    event carries. Each job's stream is folded into its JobState, as every view does."""
 
     def __init__(self) -> None:
         self.histogram = Histogram(
@@ -191,36 +201,35 @@ class _EventMetrics:
             buckets=LATENCY_BUCKETS,
             registry=None,
         )
-        self.kv = {
-            name: Counter(f"plait_kv_cache_{name}", text, registry=None)
-            for name, text in KV_COUNTERS.items()
-        }
+        self.kv = {name: Counter(f"plait_kv_cache_{name}", text, registry=None) for name, text in KV_COUNTERS.items()}
+        self.decode = {name: Counter(f"plait_decode_{name}", text, registry=None) for name, text in DECODE_COUNTERS.items()}
         self._lock = threading.Lock()  # scrapes run in threadpool threads and may overlap
-        self._offsets: dict[str, int] = {}
-        self._started: dict[str, dict[str, float]] = {}  # job id -> node id -> ts
-        self._finished: set[str] = set()  # jobs whose "done" event has been read
+        self._states: dict[str, JobState] = {}  # jobs not finished when last read
+        self._observed: dict[str, set[str]] = {}  # their nodes whose latency is counted
+        self._finished: set[str] = set()
 
     def update(self, store: Store, job_ids: list[str]) -> None:
         with self._lock:
             for job_id in job_ids:
                 if job_id in self._finished:
                     continue
-                started = self._started.setdefault(job_id, {})
-                for event in store.events(job_id, self._offsets.get(job_id, 0)):
-                    self._offsets[job_id] = event["seq"] + 1
-                    if event["type"] == "node_started":
-                        started[event["node"]] = event["ts"]
-                    elif event["type"] == "node_done" and event["node"] in started:
-                        self.histogram.observe(max(0.0, event["ts"] - started.pop(event["node"])))
-                    elif event["type"] == "done":
-                        for name, counter in self.kv.items():
-                            counter.inc(max(0, (event.get("kv_cache") or {}).get(name, 0)))
-                        self._finished.add(job_id)
-                        del self._offsets[job_id], self._started[job_id]
-                        break
+                state = self._states.setdefault(job_id, JobState())
+                fold(store.events(job_id, state.offset), state)
+                seen = self._observed.setdefault(job_id, set())
+                for node in state.nodes.values():
+                    if node.latency is not None and node.id not in seen:
+                        self.histogram.observe(node.latency)
+                        seen.add(node.id)
+                if state.status is not None:
+                    for counters, values in ((self.kv, state.kv_cache), (self.decode, state.decode)):
+                        for name, counter in counters.items():
+                            counter.inc(max(0, values.get(name, 0)))
+                    self._finished.add(job_id)
+                    del self._states[job_id], self._observed[job_id]
 
     def collect(self) -> list[Metric]:
-        return [*self.histogram.collect(), *(m for counter in self.kv.values() for m in counter.collect())]
+        counters = [*self.kv.values(), *self.decode.values()]
+        return [*self.histogram.collect(), *(m for counter in counters for m in counter.collect())]
 
 
 class _StoreCollector(Collector):
@@ -481,7 +490,7 @@ def create_app(client: Client, *, token: str | None, max_body_bytes: int = 1_000
         tags=["operations"],
         summary="Prometheus metrics",
         description="plait_jobs{status}, plait_queue_depth, plait_node_latency_seconds (histogram), "
-        "plait_http_requests_total{route,method,code}, plait_kv_cache_*_total (prefix KV cache: lookups, hits, "
+        "plait_http_requests_total{route,method,code}, plait_decode_*_total (speculation, sinks, CNTP), plait_kv_cache_*_total (prefix KV cache: lookups, hits, "
         "misses, hit_tokens, bad_values, loaded/stored bytes, load/store ms, summed over finished jobs).",
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}},

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from datetime import datetime
 from typing import Annotated, Optional
@@ -70,12 +74,8 @@ def _strategy_params(pairs: list[str]) -> dict:
 # Options shared by several verbs, declared once.
 StrategyOpt = Annotated[
     Optional[str],
-    typer.Option(
-        "--strategy", "-s",
-        help="tora | cot | pal | calc, or a search over one of them (-p method=...): "
-        "greedy | majority | best_of_n | weighted_majority | rebase  [default: tora]",
-    ),
-]  # fmt: skip
+    typer.Option("--strategy", "-s", help="A strategy (`plait strategies` lists them and their parameters)  [default: tora; vmcts for synth]"),
+]
 AnswerOpt = Annotated[Optional[str], typer.Option("--answer", help="Reference answer: the result is checked against it.")]
 ParamOpt = Annotated[list[str], typer.Option("--param", "-p", help="Strategy parameter key=value, e.g. -p max_tool_calls=2.")]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Budget: generated tokens per node.")]
@@ -94,25 +94,74 @@ PlannerOpt = Annotated[Optional[str], typer.Option("--planner", help="none | sgd
 GraphOpt = Annotated[Optional[Path], typer.Option("--graph", help="Also draw the job's skeleton graph to this .png or .svg.")]
 
 
-def _spec(problem, strategy, answer, param, budget: dict, timeout, planner=None):
-    from orchestrator.spec import JobSpec
+# The options of every verb that runs a job (solve, submit, synth), parsed in one place.
+_JOB_OPTIONS = {
+    "strategy": (StrategyOpt, None),
+    "answer": (AnswerOpt, None),
+    "param": (ParamOpt, []),
+    "max_tokens": (MaxTokensOpt, None),
+    "max_seconds": (MaxSecondsOpt, None),
+    "budget_samples": (SamplesOpt, None),
+    "budget_flops": (FlopsOpt, None),
+    "timeout": (TimeoutOpt, None),
+    "planner": (PlannerOpt, None),
+    "as_json": (JsonOpt, False),
+    "config": (ConfigOpt, None),
+    "address": (AddressOpt, None),
+}
 
-    data = _problem_spec(problem)
-    if strategy or param:
-        data.setdefault("strategy", {})
-        if strategy:
-            data["strategy"]["name"] = strategy
-        data["strategy"].setdefault("params", {}).update(_strategy_params(param))
-    budget = {k: v for k, v in budget.items() if v is not None}
-    if budget:
-        data.setdefault("budget", {}).update(budget)
-    if answer is not None:
-        data["reference"] = answer
-    if timeout is not None:
-        data["timeout"] = timeout
-    if planner is not None:
-        data["planner"] = planner
-    return JobSpec.parse(data)  # bad input fails here, before Ray starts
+
+@dataclass
+class JobOptions:
+    strategy: str | None = None
+    answer: str | None = None
+    param: list[str] = field(default_factory=list)
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+    budget_samples: int | None = None
+    budget_flops: float | None = None
+    timeout: float | None = None
+    planner: str | None = None
+    as_json: bool = False
+    config: Path | None = None
+    address: str | None = None
+
+    def spec(self, data: dict, budget_defaults: dict | None = None):
+        """The JobSpec: `data` (the problem, maybe a whole JobSpec from @FILE) with these options
+        on top. Bad input fails here, before Ray starts."""
+        from orchestrator.spec import JobSpec
+
+        if self.strategy or self.param:
+            strategy = data.setdefault("strategy", {})
+            if self.strategy:
+                strategy["name"] = self.strategy
+            strategy.setdefault("params", {}).update(_strategy_params(self.param))
+        budget = {"max_tokens": self.max_tokens, "max_seconds": self.max_seconds, "max_samples": self.budget_samples, "max_flops": self.budget_flops}
+        budget = {**(budget_defaults or {}), **{k: v for k, v in budget.items() if v is not None}}
+        if budget:
+            data.setdefault("budget", {}).update(budget)
+        for key, value in (("reference", self.answer), ("timeout", self.timeout), ("planner", self.planner)):
+            if value is not None:
+                data[key] = value
+        return JobSpec.parse(data)
+
+    def client(self):
+        return _client(self.config, self.address)
+
+
+def job_options(command):
+    """Give `command` the job options: its own parameters, then these, gathered into its `job`."""
+    hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not their names
+    own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values() if p.name != "job"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default) for name, (kind, default) in _JOB_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def with_options(**values):
+        job = JobOptions(**{name: values.pop(name) for name in _JOB_OPTIONS})
+        return command(job=job, **values)
+
+    with_options.__signature__ = inspect.Signature([*own, *shared])
+    return with_options
 
 
 def _client(config: Optional[Path], address: Optional[str]):
@@ -133,7 +182,8 @@ def _show_result(result, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _follow(client, job_id: str, as_json: bool, graph: Optional[Path] = None) -> None:
+def _follow(client, job_id: str, graph: Optional[Path] = None):
+    """Show the job live until it finishes; its result."""
     from orchestrator.progress import ProgressView
 
     with ProgressView(err) as view:
@@ -141,7 +191,7 @@ def _follow(client, job_id: str, as_json: bool, graph: Optional[Path] = None) ->
             view(event)
     if graph is not None:
         _draw(client, job_id, graph)
-    _show_result(client.result(job_id), as_json)
+    return client.result(job_id)
 
 
 def _draw(client, job_id: str, path: Path) -> None:
@@ -153,58 +203,33 @@ def _draw(client, job_id: str, path: Path) -> None:
 
 
 @app.command()
-def solve(
-    problem: ProblemArg,
-    strategy: StrategyOpt = None,
-    answer: AnswerOpt = None,
-    param: ParamOpt = [],
-    max_tokens: MaxTokensOpt = None,
-    max_seconds: MaxSecondsOpt = None,
-    budget_samples: SamplesOpt = None,
-    budget_flops: FlopsOpt = None,
-    timeout: TimeoutOpt = None,
-    planner: PlannerOpt = None,
-    graph: GraphOpt = None,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-    address: AddressOpt = None,
-) -> None:
+@job_options
+def solve(problem: ProblemArg, graph: GraphOpt = None, *, job: JobOptions) -> None:
     """Solve one problem end to end and print the answer, its verdict, tokens and time."""
-    budget = {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples, "max_flops": budget_flops}
-    spec = _spec(problem, strategy, answer, param, budget, timeout, planner)
-    with _client(config, address) as client:
-        _follow(client, client.submit(spec), as_json, graph)
+    spec = job.spec(_problem_spec(problem))
+    with job.client() as client:
+        _show_result(_follow(client, client.submit(spec), graph), job.as_json)
 
 
 @app.command()
+@job_options
 def submit(
     problem: ProblemArg,
-    strategy: StrategyOpt = None,
-    answer: AnswerOpt = None,
-    param: ParamOpt = [],
-    max_tokens: MaxTokensOpt = None,
-    max_seconds: MaxSecondsOpt = None,
-    budget_samples: SamplesOpt = None,
-    budget_flops: FlopsOpt = None,
-    timeout: TimeoutOpt = None,
-    planner: PlannerOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job and print its result.")] = False,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-    address: AddressOpt = None,
+    *,
+    job: JobOptions,
 ) -> None:
     """Queue a job on the cluster and print its id; it runs on after this command exits."""
-    budget = {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples, "max_flops": budget_flops}
-    spec = _spec(problem, strategy, answer, param, budget, timeout, planner)
-    with _client(config, address) as client:
+    spec = job.spec(_problem_spec(problem))
+    with job.client() as client:
         if client.mode == "local" and not wait:
             raise InvalidInput("no cluster to submit to: start one with `plait up`, pass --address, or use `plait solve`")
         job_id = client.submit(spec)
         if wait:
             err.print(job_id, style="dim")
-            _follow(client, job_id, as_json)
+            _show_result(_follow(client, job_id), job.as_json)
         else:
-            print(json.dumps({"id": job_id}) if as_json else job_id)
+            print(json.dumps({"id": job_id}) if job.as_json else job_id)
 
 
 @app.command()
@@ -258,7 +283,7 @@ def show(job_id: JobArg, graph: GraphOpt = None, config: ConfigOpt = None, addre
 @app.command()
 def watch(job_id: JobArg, as_json: JsonOpt = False, config: ConfigOpt = None, address: AddressOpt = None) -> None:
     """Follow a job live (its graph's nodes, decoding rounds, tool calls) until it finishes."""
-    _follow(_client(config, address), job_id, as_json)
+    _show_result(_follow(_client(config, address), job_id), as_json)
 
 
 @app.command()
@@ -442,40 +467,27 @@ def verify(
         raise typer.Exit(1)
 
 
+SYNTH_TOKENS = 4096  # a synthesis's generated-token budget unless --max-tokens says otherwise
+
+
 @app.command()
+@job_options
 def synth(
     spec_file: Annotated[Path, typer.Argument(help="The specification: a Dafny signature with its contract, or a Coq/Lean theorem statement.")],
     lang: Annotated[Optional[str], typer.Option("--lang", help="dafny | coq | lean (default: from the file's extension)")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="vmcts (tree search) | resample (whole programs)")] = "vmcts",
-    param: ParamOpt = [],
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Budget: generated tokens.")] = 4096,
-    max_seconds: MaxSecondsOpt = None,
-    budget_samples: Annotated[Optional[int], typer.Option("--budget-samples", help="Budget: expansions (vmcts) or programs (resample); default 64.")] = None,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write the verified program [default: NAME.verified.EXT here].")] = None,
-    timeout: TimeoutOpt = None,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-    address: AddressOpt = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write the verified program (default: NAME.verified.EXT here).")] = None,
+    *,
+    job: JobOptions,
 ) -> None:
-    """Synthesize a program or proof that the real checker accepts; print it and write it to a file."""
-    from orchestrator.spec import JobSpec
+    """Synthesize a program or proof that the real checker accepts (strategy vmcts or resample); print it and write it to a file."""
     from verifiers.programs import language_of
 
-    language = lang or language_of(spec_file)
-    data = {"kind": "program", "language": language, "problem": _source_text(spec_file)}
-    data["strategy"] = {"name": strategy, "params": _strategy_params(param)}
-    data["budget"] = {k: v for k, v in {"max_tokens": max_tokens, "max_seconds": max_seconds, "max_samples": budget_samples}.items() if v}
-    if timeout is not None:
-        data["timeout"] = timeout
-    spec = JobSpec.parse(data)
-    from orchestrator.progress import ProgressView
-
-    with _client(config, address) as client:
+    data = {"kind": "program", "language": lang or language_of(spec_file), "problem": _source_text(spec_file)}
+    spec = job.spec(data, {"max_tokens": SYNTH_TOKENS})
+    with job.client() as client:
         job_id = client.submit(spec)
-        with ProgressView(err) as view:
-            for event in client.watch(job_id):
-                view(event)
-        result = client.result(job_id)
+        result = _follow(client, job_id)
+    as_json = job.as_json
     path = None
     if result.verified:
         path = out_file or Path(f"{spec_file.name.removesuffix(spec_file.suffix)}.verified{spec_file.suffix}")
@@ -493,6 +505,28 @@ def synth(
             out.print(f"verified by {certificate}; written to {path}", style="green", highlight=False)
     if not result.verified:
         raise typer.Exit(1)
+
+
+@app.command()
+def strategies() -> None:
+    """List the strategies, with their parameters and defaults."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from workers.strategies import PROGRAM_STRATEGIES, STRATEGIES
+
+    table = Table(box=None)
+    for column in ("strategy", "jobs", "parameters (-p name=value)"):
+        table.add_column(column)
+    for name, cls in sorted(STRATEGIES.items()):
+        params = ", ".join(
+            f"{f.name}={f.default!r}" if f.default is not dataclasses.MISSING else f.name
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is dataclasses.MISSING
+        )
+        table.add_row(name, "program" if name in PROGRAM_STRATEGIES else "math", params or "-")
+    out.print(table)
 
 
 @app.command()

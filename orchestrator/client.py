@@ -21,6 +21,7 @@ from orchestrator.scheduler import Scheduler
 from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore, Store, open_store
 from plait.errors import ConfigError
+from plait.events import event
 from workers.strategies import make_strategy
 
 
@@ -55,7 +56,7 @@ class Client:
         self.store.ping()
         job = Job(id=new_job_id(), spec=spec)
         self.store.create(job)
-        self.store.append_event(job.id, {"type": "submitted", "strategy": spec.strategy.name, "mode": self.mode})
+        self.store.append_event(job.id, event("submitted", strategy=spec.strategy.name, mode=self.mode))
         if self.mode == "cluster":
             from orchestrator.controller import controller
 
@@ -107,7 +108,7 @@ class Client:
         job = self.store.get(job_id)
         if job.status not in TERMINAL:
             self.store.request_cancel(job_id)
-            self.store.append_event(job_id, {"type": "cancel_requested"})
+            self.store.append_event(job_id, event("cancel_requested"))
         return self.store.get(job_id)
 
     def jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:

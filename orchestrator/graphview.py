@@ -21,6 +21,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.transforms import Bbox, TransformedBbox
 
 from orchestrator.job import NodeResult
+from orchestrator.jobstate import fold
 from plait.errors import InvalidInput
 from planners.graph import Node, SkeletonGraph
 
@@ -52,16 +53,7 @@ _NODE_FIELDS = {f.name for f in fields(Node)}
 def graph_from_events(events: list[dict]) -> list[dict]:
     """The nodes of the job's (latest) "planned" event with the status, tier, answer and error
     the later node events gave them, so a running job can be drawn too. [] if not planned."""
-    nodes: dict[str, dict] = {}
-    for event in events:
-        kind = event.get("type")
-        if kind == "planned":
-            nodes = {n["id"]: {**n, "error": None} for n in event["nodes"]}
-        elif kind == "node_started" and event.get("node") in nodes:
-            nodes[event["node"]].update(status="running", tier=event.get("tier") or nodes[event["node"]]["tier"])
-        elif kind == "node_done" and event.get("node") in nodes:
-            nodes[event["node"]].update(status=event["status"], answer=event.get("answer"), error=event.get("error"))
-    return list(nodes.values())
+    return [node.as_node() for node in fold(events).nodes.values()]
 
 
 def render_graph(

@@ -93,6 +93,7 @@ class Result:
     plan: str = ""  # why the graph has the shape it has
     planner_tokens: int = 0
     kv_cache: dict = field(default_factory=dict)  # prefix KV cache counters summed over the job's batches
+    decode: dict = field(default_factory=dict)  # decode counters (speculation, sinks, CNTP) summed over the job's calls
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -12,27 +12,17 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.job import Result
-
-_STAGES = {
-    "submitted": "starting Ray and the model worker (the first run converts the embedded model, ~25 s)",
-    "planning": "the planner model writes the skeleton graph",
-    "planned": "planned",
-    "node_started": "decoding",
-    "verified": "checking the answer",
-    "done": "done",
-}
+from orchestrator.jobstate import JobState
 
 
 class ProgressView:
-    """Call it with each event; it redraws a spinner, the current stage and a row per node."""
+    """Call it with each event; it redraws a spinner, the current stage and a row per node,
+    from the job's folded state."""
 
     def __init__(self, console: Console):
         self.console = console
         self.started = time.monotonic()
-        self.stage = "queued"
-        self.nodes: dict[str, dict] = {}
-        self.last = ""
-        self.checks: dict[str, int] = {}  # program synthesis: verdicts so far by status
+        self.state = JobState()
         self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
 
     def __enter__(self) -> "ProgressView":
@@ -45,38 +35,19 @@ class ProgressView:
             self.live.stop()
 
     def __call__(self, event: dict) -> None:
-        kind = event["type"]
-        self.stage = _STAGES.get(kind, self.stage)
-        if kind == "planned":
-            self.nodes = {n["id"]: {"tier": n["tier"], "status": "pending", "tokens": 0, "tools": 0, "answer": ""} for n in event["nodes"]}
-        elif kind in ("node_started", "node_done") and event["node"] in self.nodes:
-            row = self.nodes[event["node"]]
-            row["status"] = "running" if kind == "node_started" else event["status"]
-            if kind == "node_done":
-                row.update(tokens=event["tokens"], tools=event["tool_calls"], answer=event["answer"] or "")
-        elif kind == "tool_call":
-            self.last = f"round {event['round']}: ran code ({event['status']}, {event['seconds']} s)"
-        elif kind == "generated":
-            self.last = f"round {event['round']}: generated {event['tokens']} tokens"
-        elif kind == "check":
-            self.checks[event["status"]] = self.checks.get(event["status"], 0) + 1
-            self.last = f"{event['checker']} checks: " + ", ".join(f"{n} {status}" for status, n in self.checks.items())
-        elif kind == "engine":
-            self.last = f"{event['tier']}: {event['message']}"
-        elif kind == "node_retry":
-            self.last = f"worker lost, retrying ({event['reason']})"
+        self.state.apply(event)
         if self.console.is_terminal:
             self.live.update(self._render())
 
     def _render(self) -> Group:
         elapsed = time.monotonic() - self.started
-        header = Spinner("dots", Text(f"{self.stage}  {elapsed:5.1f} s", style="bold"))
+        header = Spinner("dots", Text(f"{self.state.stage}  {elapsed:5.1f} s", style="bold"))
         table = Table(box=None, pad_edge=False)
         for column in ("node", "tier", "status", "tokens", "tool calls", "answer"):
             table.add_column(column)
-        for node_id, row in self.nodes.items():
-            table.add_row(node_id, row["tier"], row["status"], str(row["tokens"]), str(row["tools"]), row["answer"][:40])
-        return Group(header, table, Text(self.last, style="dim"))
+        for node in self.state.nodes.values():
+            table.add_row(node.id, node.tier, node.status, str(node.tokens), str(node.tool_calls), (node.answer or "")[:40])
+        return Group(header, table, Text(self.state.last, style="dim"))
 
 
 def render_result(result: Result, console: Console) -> None:

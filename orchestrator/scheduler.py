@@ -30,7 +30,8 @@ from orchestrator.job import NodeResult, Result
 from orchestrator.runtime import ActorEngine, WorkerPool
 from orchestrator.store import Store, StoreUnavailable
 from plait.errors import InvalidInput, PlaitError
-from planners import Node, SkeletonGraph, given, plan
+from plait.events import event
+from planners import Node, SkeletonGraph, given, plan, with_dependencies
 from verifiers.role import verifier_for
 from workers.actor import Batch, BatchResult
 from workers.kvcache import add_stats
@@ -138,7 +139,7 @@ class _JobRun:
         self.kv_cache: dict = {}
 
     def emit(self, kind: str, **data) -> None:
-        self.store.append_event(self.job_id, {"type": kind, **data})
+        self.store.append_event(self.job_id, event(kind, **data))
 
     def run(self) -> Result | None:
         graph = None
@@ -268,7 +269,7 @@ class _JobRun:
 
     def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph) -> _Dispatch:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
-        questions = [_with_dependencies(node, graph, asked) for node in nodes]
+        questions = [with_dependencies(node, graph, asked) for node in nodes]
         spec = self.spec
         batch = Batch(questions, spec.strategy.name, spec.strategy_params(), self.budget(), self.config.sandbox.limits(), self.verifier)
         for node in nodes:
@@ -295,8 +296,8 @@ class _JobRun:
             self.fail(d, f"{type(cause).__name__}: {cause}" if not isinstance(cause, PlaitError) else str(cause))
             return None
         if not isinstance(item, BatchResult):
-            kind = item.pop("type")  # "generated" | "tool_call"
-            self.emit(kind, tier=d.tier, **item)
+            fields = {k: v for k, v in item.items() if k not in ("type", "v")}
+            self.emit(item["type"], tier=d.tier, **fields)  # a worker's progress, with where it ran
             return d
         seconds = round(time.monotonic() - d.started, 3)
         self.kv_cache = add_stats(self.kv_cache, item.kv_cache)
@@ -409,6 +410,7 @@ class _JobRun:
             flops=total.flops,
             planner_tokens=self.planner.tokens,
             kv_cache=self.kv_cache,
+            decode=total.decode,
             seconds=round(time.monotonic() - self.started, 3),
             error=error,
             plan=self.reason,
@@ -416,28 +418,5 @@ class _JobRun:
         self.store.put_result(result)
         if self.store.get(self.job_id).status != status:
             self.store.transition(self.job_id, status)
-        self.emit("done", status=status, answer=answer, error=error, kv_cache=self.kv_cache)
+        self.emit("done", status=status, answer=answer, error=error, kv_cache=self.kv_cache, decode=total.decode)
         return result
-
-
-def _with_dependencies(node: Node, graph: SkeletonGraph, asked: dict[str, str]) -> str:
-    """A dependent's question carries its dependencies' answers (SGD's information forwarding):
-    `{id}` placeholders are filled in, and a preamble lists what is known (each dependency as
-    it was asked, its own placeholders filled)."""
-    if not node.depends_on:
-        return node.question
-    question = node.question
-    for dep in node.depends_on:
-        question = question.replace("{" + dep + "}", str(graph.node(dep).answer))
-    known = "\n".join(
-        f"- {_own_part(asked.get(d, graph.node(d).question))} Answer: {graph.node(d).answer}" for d in node.depends_on
-    )
-    return f"{_PREAMBLE}{known}\n\n{question}"
-
-
-_PREAMBLE = "Known results:\n"
-
-
-def _own_part(question: str) -> str:
-    """A question without the preamble it was given (dependencies of dependencies)."""
-    return question.split("\n\n", 1)[1] if question.startswith(_PREAMBLE) else question

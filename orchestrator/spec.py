@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plait.errors import InvalidInput
+from workers.strategies import PROGRAM_STRATEGIES, STRATEGIES
 
 MAX_PROBLEM_CHARS = 20_000
 # Strategy parameters are a few flat knobs (a dict or two inside); a job nested deeper, or a
@@ -49,14 +50,19 @@ class _Strict(BaseModel):
 
 
 class StrategySpec(_Strict):
-    name: Literal[
-        "tora", "cot", "pal", "calc", "greedy", "majority", "best_of_n", "weighted_majority", "rebase", "vmcts", "resample"
-    ] = "tora"
+    name: str = Field(default="tora", json_schema_extra={"enum": sorted(STRATEGIES)}, description="a strategy of the registry")
     params: dict[str, Any] = Field(
         default_factory=dict,
         description=f"the strategy's parameters (plain JSON, at most {MAX_PARAMS_DEPTH} levels deep and "
         f"{MAX_PARAMS_CHARS} characters)",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}: choose one of {', '.join(sorted(STRATEGIES))}")
+        return name
 
     @field_validator("params")
     @classmethod
@@ -119,7 +125,6 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _language_matches_kind(self) -> "JobSpec":
-        from workers.strategies import PROGRAM_STRATEGIES
 
         if self.kind == "program":
             self._check_program_job(PROGRAM_STRATEGIES)
@@ -144,8 +149,8 @@ class JobSpec(_Strict):
         """A program job is one spec for one synthesis search: VMCTS unless another is named."""
         if self.language is None:
             raise ValueError("language: a program job needs language dafny, coq or lean")
-        if "strategy" not in self.model_fields_set:
-            self.strategy = StrategySpec(name="vmcts")
+        if "strategy" not in self.model_fields_set or "name" not in self.strategy.model_fields_set:
+            self.strategy = StrategySpec(name="vmcts", params=self.strategy.params)
         elif self.strategy.name not in program_strategies:
             raise ValueError(f"strategy: a program job runs {' or '.join(sorted(program_strategies))}, not {self.strategy.name!r}")
         if self.strategy.params.get("language", self.language) != self.language:
@@ -176,7 +181,7 @@ def describe_errors(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "job"
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             message = "unknown field (check the spelling; see `plait solve --help`)"
         elif err["type"] == "json_invalid":
             message = f"not valid JSON ({err.get('ctx', {}).get('error', message)})"

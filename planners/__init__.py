@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from plait.errors import InvalidInput
+from planners.forwarding import with_dependencies
 from planners.graph import Node, SkeletonGraph
 from workers.engines.base import Engine
 
@@ -49,4 +50,4 @@ def given(nodes: list[Node], routing: dict[int, str]) -> tuple[SkeletonGraph, st
     return SkeletonGraph(nodes), f"graph given in the job: {len(nodes)} nodes"
 
 
-__all__ = ["Node", "PLANNERS", "SkeletonGraph", "given", "plan", "route"]
+__all__ = ["Node", "PLANNERS", "SkeletonGraph", "given", "plan", "route", "with_dependencies"]

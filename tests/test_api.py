@@ -26,6 +26,7 @@ from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore
 from orchestrator.store.base import StoreUnavailable
 from plait.errors import InvalidInput
+from plait.events import event
 
 pytestmark = pytest.mark.slow
 
@@ -356,6 +357,23 @@ def test_metrics_after_jobs_ran(http, client):
     assert sample(after["plait_node_latency_seconds"], "plait_node_latency_seconds_count") == count
 
 
+def planned(*ids: str) -> dict:
+    nodes = [{"id": i, "question": i, "depends_on": [], "difficulty": 1, "tier": "small", "answer": None, "status": "pending"} for i in ids]
+    return event("planned", nodes=nodes, reason="given", tokens=0, completion_tokens=0, usage={})
+
+
+def started(node: str) -> dict:
+    return {"node": node, "tier": "small", "retry": 0}
+
+
+def finished(node: str) -> dict:
+    return {"node": node, "status": "done", "answer": "1", "error": None, "tokens": 3, "tool_calls": 0, "seconds": 0.1, "worker": {}}
+
+
+def done(kv_cache: dict, decode: dict) -> dict:
+    return {"status": "succeeded", "answer": "1", "error": None, "kv_cache": kv_cache, "decode": decode}
+
+
 def test_metrics_from_a_known_store():
     store = MemoryStore()
     spec = JobSpec.parse({"problem": "1"})
@@ -363,15 +381,17 @@ def test_metrics_from_a_known_store():
         store.create(Job(id=job_id, spec=spec))
         for status in path:
             store.transition(job_id, status)
-    for event in (
-        {"type": "node_started", "node": "x", "ts": 100.0},
-        {"type": "node_done", "node": "x", "ts": 100.2},
-        {"type": "node_started", "node": "y", "ts": 100.2},
-        {"type": "node_done", "node": "y", "ts": 104.2},
-        {"type": "done", "ts": 104.3, "kv_cache": {"lookups": 3, "hits": 2, "misses": 1, "hit_tokens": 128, "loaded_bytes": 4096}},
+    for job_id in ("job-a", "job-b"):
+        store.append_event(job_id, planned("x", "y"))
+    for kind, ts, fields in (
+        ("node_started", 100.0, started("x")),
+        ("node_done", 100.2, finished("x")),
+        ("node_started", 100.2, started("y")),
+        ("node_done", 104.2, finished("y")),
+        ("done", 104.3, done({"lookups": 3, "hits": 2, "misses": 1, "hit_tokens": 128, "loaded_bytes": 4096}, {"speculative_drafted": 9, "speculative_accepted": 4})),
     ):
-        store.append_event("job-a", event)
-    store.append_event("job-b", {"type": "node_started", "node": "x", "ts": 200.0})
+        store.append_event("job-a", {**event(kind, **fields), "ts": ts})
+    store.append_event("job-b", {**event("node_started", **started("x")), "ts": 200.0})
     http = TestClient(create_app(SimpleNamespace(store=store), token=None))
 
     first = metric_samples(http.get("/metrics").text)
@@ -388,8 +408,10 @@ def test_metrics_from_a_known_store():
     kv = {name: sample(first[f"plait_kv_cache_{name}"], f"plait_kv_cache_{name}_total") for name in ("lookups", "hits", "misses", "hit_tokens", "loaded_bytes", "bad_values")}
     assert kv == {"lookups": 3, "hits": 2, "misses": 1, "hit_tokens": 128, "loaded_bytes": 4096, "bad_values": 0}
 
-    store.append_event("job-b", {"type": "node_done", "node": "x", "ts": 201.0})
-    store.append_event("job-b", {"type": "done", "ts": 201.1, "kv_cache": {"lookups": 1, "misses": 1}})
+    assert sample(first["plait_decode_speculative_accepted"], "plait_decode_speculative_accepted_total") == 4
+
+    store.append_event("job-b", {**event("node_done", **finished("x")), "ts": 201.0})
+    store.append_event("job-b", {**event("done", **done({"lookups": 1, "misses": 1}, {})), "ts": 201.1})
     for _ in range(2):  # the second scrape must not count anything again
         scraped = metric_samples(http.get("/metrics").text)
         latency = scraped["plait_node_latency_seconds"]

@@ -23,6 +23,7 @@ from orchestrator.config import Config
 from orchestrator.job import Job, Result, new_job_id
 from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore
+from plait.events import event
 from workers.strategies import make_strategy
 
 TOKEN = "fuzz-token"
@@ -49,7 +50,7 @@ class FinishingClient(Client):
         for status in ("planning", "running", "succeeded"):
             self.store.transition(job.id, status)
         self.store.put_result(Result(job_id=job.id, status="succeeded", answer="42"))
-        self.store.append_event(job.id, {"type": "done", "answer": "42"})
+        self.store.append_event(job.id, event("done", status="succeeded", answer="42", error=None, kv_cache={}, decode={}))
         return job.id
 
 

@@ -13,6 +13,7 @@ from orchestrator import graphview
 from orchestrator.graphview import STATUS_COLOURS, graph_from_events, render_graph
 from orchestrator.job import NodeResult
 from plait.errors import InvalidInput
+from plait.events import event
 
 # three columns: four roots; carpet <- area, price and trim_cost <- perimeter (pending);
 # total <- carpet, trim_cost, tax and area (area skips a column)
@@ -48,16 +49,21 @@ def planned_nodes() -> list[dict]:
 def job_events() -> list[dict]:
     """A realistic stream: roots run as one batch, one of them fails, carpet runs on another
     tier, trim_cost is running, total never started."""
-    events: list[dict] = [{"type": "submitted"}, {"type": "planned", "nodes": planned_nodes(), "reason": "given"}]
+
+    def done(node_id: str, status: str, answer: str | None, error: str | None = None) -> dict:
+        return event("node_done", node=node_id, status=status, answer=answer, error=error, tokens=9, tool_calls=0, seconds=1.0, worker={})
+
+    events = [event("submitted", strategy="tora", mode="local")]
+    events.append(event("planned", nodes=planned_nodes(), reason="given", tokens=0, completion_tokens=0, usage={}))
     for node_id in ("area", "perimeter", "price", "tax"):
-        events.append({"type": "node_started", "node": node_id, "tier": "small", "retry": 0})
-    events.append({"type": "generated", "tier": "small", "round": 1, "tokens": 50})
+        events.append(event("node_started", node=node_id, tier="small", retry=0))
+    events.append(event("generated", tier="small", round=1, questions=4, tokens=50))
     for node_id, answer in (("area", "84"), ("perimeter", "38"), ("price", "0.0018")):
-        events.append({"type": "node_done", "node": node_id, "status": "done", "answer": answer, "error": None, "tokens": 9})
-    events.append({"type": "node_done", "node": "tax", "status": "failed", "answer": None, "error": TAX_ERROR, "tokens": 9})
-    events.append({"type": "node_started", "node": "carpet", "tier": "large", "retry": 0})
-    events.append({"type": "node_started", "node": "trim_cost", "tier": "small", "retry": 0})
-    events.append({"type": "node_done", "node": "carpet", "status": "done", "answer": "0.1512", "error": None, "tokens": 9})
+        events.append(done(node_id, "done", answer))
+    events.append(done("tax", "failed", None, TAX_ERROR))
+    events.append(event("node_started", node="carpet", tier="large", retry=0))
+    events.append(event("node_started", node="trim_cost", tier="small", retry=0))
+    events.append(done("carpet", "done", "0.1512"))
     return events
 
 
@@ -168,7 +174,7 @@ def test_graph_from_events_replays_statuses_answers_and_tiers():
     assert nodes["total"]["depends_on"] == DEPENDS["total"]
     # the event stream itself is left as it was
     assert all(n["status"] == "pending" for n in events[1]["nodes"])
-    assert graph_from_events([{"type": "submitted"}]) == []
+    assert graph_from_events([event("submitted", strategy="tora", mode="local")]) == []
 
 
 @pytest.mark.parametrize("name", ["g.pdf", "g.jpg", "g"])

@@ -12,10 +12,15 @@ from workers.types import Attempt, Budget, Usage
 def test_usage_charges_what_was_computed_and_adds_up():
     info = EngineInfo("m", parameters=1000, context_length=4096, kv_layout=None, fingerprint="f")
     usage = Usage()
-    usage.charge(Completion("a", prompt_tokens=10, completion_tokens=4, cached_tokens=6, trial_tokens=2), info)
-    assert usage.to_dict() == {"prompt_tokens": 10, "completion_tokens": 4, "cached_tokens": 6, "trial_tokens": 2, "flops": 2 * 1000 * (4 + 4 + 2)}
+    decode = {"speculative_accepted": 3, "sinks_peak_cache_tokens": 40}
+    usage.charge(Completion("a", prompt_tokens=10, completion_tokens=4, cached_tokens=6, trial_tokens=2, decode=decode), info)
+    assert usage.to_dict() == {
+        "prompt_tokens": 10, "completion_tokens": 4, "cached_tokens": 6, "trial_tokens": 2, "flops": 2 * 1000 * (4 + 4 + 2), "decode": decode
+    }  # fmt: skip
     total = Usage().add(usage).add(usage)
     assert total.tokens == 28 and total.flops == 2 * usage.flops and usage.tokens == 14
+    # Decode counters add up, but a high-water mark stays the highest.
+    assert total.decode == {"speculative_accepted": 6, "sinks_peak_cache_tokens": 40}
     attempt = Attempt("q", "cot", "m", **total.to_dict())
     assert Attempt.from_dict(attempt.to_dict()).usage == total
 

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from plait.events import event
 from tools.sandbox import SandboxLimits
 from verifiers.role import MathVerifier, Verifier
 from workers.engines import EngineSpec, make_engine
@@ -54,7 +55,7 @@ class ModelWorker:
         """The engine, loaded on first use (a model-free strategy never pays for it); `emit`
         sees what loading does (assembling a model, starting its server)."""
         if self._engine is None:
-            progress = (lambda message: emit({"type": "engine", "message": message})) if emit else None
+            progress = (lambda message: emit(event("engine", message=message))) if emit else None
             self._engine = make_engine(self.spec, progress)
         return self._engine
 

@@ -31,6 +31,14 @@ class Budget:
         return asdict(self)
 
 
+def merge_decode(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    """Decode counters added up; a `_peak_` counter (a high-water mark) keeps the larger."""
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = max(merged.get(key, 0), value) if "_peak_" in key else merged.get(key, 0) + value
+    return merged
+
+
 @dataclass
 class Usage:
     """What model calls cost, added up: the one ledger behind every Attempt's counters, for a
@@ -41,6 +49,7 @@ class Usage:
     cached_tokens: int = 0  # prompt tokens loaded from a prefix KV cache: not computed, no FLOPs
     trial_tokens: int = 0  # cautious decoding's trials: computed on top of the output
     flops: int = 0
+    decode: dict[str, int] = field(default_factory=dict)  # the engine's per-call decode counters (Completion.decode)
 
     @property
     def tokens(self) -> int:
@@ -53,10 +62,13 @@ class Usage:
         self.cached_tokens += completion.cached_tokens
         self.trial_tokens += completion.trial_tokens
         self.flops += info.flops(completion.computed_tokens)
+        self.decode = merge_decode(self.decode, completion.decode)
 
     def add(self, other: Usage) -> Usage:
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            if f.name != "decode":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.decode = merge_decode(self.decode, other.decode)
         return self
 
     def to_dict(self) -> dict:
@@ -92,6 +104,7 @@ class Attempt:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens loaded from a prefix KV cache: not computed, no FLOPs
     trial_tokens: int = 0  # cautious decoding's trial tokens, charged in `flops`
+    decode: dict[str, int] = field(default_factory=dict)  # decode counters: drafts accepted, compactions, CNTP branches
     logprob: float = 0.0  # sum of the generated tokens' log-probabilities (0 when the engine gives none)
     flops: int = 0
     seconds: float = 0.0

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import sympy
 
+from plait.events import event
 from verifiers import math as math_verifier
 from workers.strategies.base import RunContext
 from workers.types import Attempt
@@ -36,5 +37,5 @@ class Calc:
             attempt.seconds = time.monotonic() - started
             attempt.verdict = ctx.verifier.check(question, attempt.answer, outputs=[attempt.answer] if attempt.answer else [])
             attempts.append(attempt)
-        ctx.emit({"type": "generated", "round": 0, "questions": len(questions), "tokens": 0})
+        ctx.emit(event("generated", round=0, questions=len(questions), tokens=0))
         return attempts

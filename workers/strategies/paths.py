@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
+from plait.events import event
 from tools.sandbox import run_python
 from verifiers.types import Verdict
 from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, check_cautious_entropy
@@ -176,7 +177,7 @@ class PathBatch:
         for i, (completion,) in zip(live, self.ctx.engine.generate([prompts[i] for i in live], params)):
             paths[i].account.usage.charge(completion, self.info)
             out[i] = completion
-        self.ctx.emit({"type": "generated", "round": round_, "questions": len(live), "tokens": sum(out[i].completion_tokens for i in live)})
+        self.ctx.emit(event("generated", round=round_, questions=len(live), tokens=sum(out[i].completion_tokens for i in live)))
         return out
 
     def advance(self, path: Path, completion: Completion) -> bool:
@@ -192,7 +193,7 @@ class PathBatch:
         for path, result in zip(waiting, pooled(lambda p: run_python(p.program, self.ctx.sandbox), waiting, SANDBOX_WORKERS)):
             path.tool_calls.append(ToolCall(code=path.program, result=result, round=round_))
             path.program = None
-            self.ctx.emit({"type": "tool_call", "round": round_, "status": result.status, "seconds": round(result.seconds, 3)})
+            self.ctx.emit(event("tool_call", round=round_, status=result.status, seconds=round(result.seconds, 3)))
             if self.method.ran(path, result):
                 self.conclude(path, "answered")
 

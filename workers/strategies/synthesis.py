@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from plait.errors import InvalidInput
+from plait.events import event
 from verifiers.role import ProgramVerifier
 from verifiers.types import Checker, Verdict
 from workers.strategies.base import RunContext
@@ -109,7 +110,7 @@ def check_all(ctx: RunContext, items: list[tuple[Task, str, bool]], config: Synt
             task.best = (verdict.score, body)
         if verdict.status == "error":  # no checker, or it cannot run: searching on is pointless
             task.verdict = task.verdict or verdict
-        ctx.emit({"type": "check", "status": verdict.status, "checker": verdict.checker.name})
+        ctx.emit(event("check", status=verdict.status, checker=verdict.checker.name))
     return verdicts
 
 
