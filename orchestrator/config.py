@@ -67,8 +67,10 @@ class TierConfig(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> "TierConfig":
         if self.kind != "transformers":
-            # llama-server drafts tokens itself (workers.engines.llamacpp.speculative_args).
-            local_only = {"speculative": self.speculative.on and self.kind == "openai", "sinks": self.sinks.on, "cautious": self.cautious.on}
+            # llama-server drafts tokens itself (workers.engines.llamacpp.speculative_args), and
+            # plait runs CNTP's trials against it from the outside (workers.engines.llamacpp_cautious).
+            openai = self.kind == "openai"
+            local_only = {"speculative": self.speculative.on and openai, "sinks": self.sinks.on, "cautious": self.cautious.on and openai}
             wrong = [name for name, on in local_only.items() if on]
             if wrong:
                 raise ValueError(f"{', '.join(wrong)}: only transformers tiers have this option, not {self.kind} tiers")

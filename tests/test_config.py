@@ -108,11 +108,16 @@ def test_decoding_options_are_tier_options_carried_to_the_engine(tmp_path):
     assert not (default.speculative.on or default.sinks.on or default.cautious.on)
 
 
-def test_a_llamacpp_tier_takes_speculative_drafts_but_not_the_local_decoding_options(tmp_path):
+def test_a_llamacpp_tier_takes_drafts_and_cautious_decoding_but_not_sinks(tmp_path):
     path = tmp_path / "plait.toml"
     path.write_text('[tiers.large]\nkind = "llamacpp"\n[tiers.large.speculative]\nmethod = "prompt_lookup"\ndraft_tokens = 8\n')
     assert load_config(path).tiers["large"].engine_spec().speculative.draft_tokens == 8
     path.write_text('[tiers.large]\nkind = "llamacpp"\n[tiers.large.cautious]\nentropy = 2.0\n')
+    assert load_config(path).tiers["large"].engine_spec().cautious.entropy == 2.0
+    path.write_text('[tiers.large]\nkind = "llamacpp"\n[tiers.large.sinks]\nsink_tokens = 4\n')
+    with pytest.raises(ConfigError, match="sinks: only transformers tiers"):
+        load_config(path)
+    path.write_text('[tiers.big]\nkind = "openai"\nbase_url = "http://x/v1"\n[tiers.big.cautious]\nentropy = 2.0\n')
     with pytest.raises(ConfigError, match="cautious: only transformers tiers"):
         load_config(path)
 

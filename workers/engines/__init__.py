@@ -28,6 +28,7 @@ def make_engine(spec: EngineSpec, progress=None) -> Engine:
             context_length=spec.context_length,
             threads=spec.threads,
             extra_args=speculative_args(spec.speculative, progress),
+            cautious=spec.cautious,
             timeout=spec.timeout,
             max_retries=spec.max_retries,
             parameters=spec.parameters,

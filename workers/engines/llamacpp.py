@@ -27,6 +27,7 @@ import hashlib
 import os
 import secrets
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -37,7 +38,8 @@ from tools.processes import Supervised, free_port
 from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams
 from workers.engines.http import JsonAPI
 from workers.engines.llamacpp_build import LLAMA_CPP_PYTHON, server_binary
-from workers.engines.options import SpeculativeSpec
+from workers.engines.llamacpp_cautious import cautious_completion
+from workers.engines.options import CautiousSpec, SpeculativeSpec
 from workers.engines.packaged import MODELS, cache_dir, gguf_path, packaged
 
 T = TypeVar("T")
@@ -155,12 +157,14 @@ class LlamaCppEngine:
         context_length: int = 0,
         threads: int = 0,
         extra_args: tuple[str, ...] = (),
+        cautious: CautiousSpec | None = None,
         timeout: float = 600.0,
         max_retries: int = 2,
         parameters: int = 0,
         progress=None,
     ):
         self.model = model
+        self.cautious = cautious or CautiousSpec()
         self.server: LlamaServer | None = None
         content_id, known_parameters = base_url, 0
         if not base_url:
@@ -204,25 +208,37 @@ class LlamaCppEngine:
         return result
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
-        if params.cautious_entropy:
-            raise EngineError("cautious decoding runs in transformers engines only: drop cautious_entropy for this llamacpp tier")
+        cautious = self.cautious if params.cautious_entropy is None else replace(self.cautious, entropy=params.cautious_entropy)
+        if cautious.on and params.json_schema is None:  # as in the transformers engine, a schema switches CNTP off
+            return self._supervised(lambda: self.api.map(lambda p: self._cautious(p, params, cautious), prompts))
         return self._supervised(lambda: self.api.map(lambda p: self._generate_one(p, params), prompts))
 
-    def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
-        body = {
-            "prompt": self.render(prompt),
-            "n_predict": params.max_tokens,
-            "n_cmpl": params.n,
+    @staticmethod
+    def _sampling(params: SamplingParams) -> dict:
+        return {
             "temperature": params.temperature,
             "top_p": params.top_p,
             # Sampling is exactly temperature + top-p: the server's other samplers are off.
             "top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0,
             "seed": -1 if params.seed is None else params.seed,
-            "stop": list(params.stop),
-            "n_probs": 1,  # the chosen token's own (pre-sampling) log-probability comes with it
             "return_tokens": True,
             "cache_prompt": True,
         }  # fmt: skip
+
+    def _cautious(self, prompt: Prompt, params: SamplingParams, spec: CautiousSpec) -> list[Completion]:
+        text = self.render(prompt)
+        post = lambda body: self.api.post("/completion", body)  # noqa: E731
+        return [cautious_completion(post, text, params, spec, self._sampling(params)) for _ in range(params.n)]
+
+    def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+        body = {
+            **self._sampling(params),
+            "prompt": self.render(prompt),
+            "n_predict": params.max_tokens,
+            "n_cmpl": params.n,
+            "stop": list(params.stop),
+            "n_probs": 1,  # the chosen token's own (pre-sampling) log-probability comes with it
+        }
         if params.json_schema is not None:
             body["json_schema"] = params.json_schema
         reply = self.api.post("/completion", body)
