@@ -92,6 +92,12 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def save(args: argparse.Namespace, results: dict) -> None:
+    """Written after every strategy, so a long run stopped part-way keeps what it measured."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}, indent=1, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default="tora,cot,pal")
@@ -122,6 +128,7 @@ def main() -> None:
                     results[key] = summarize(rows) | {"rows": rows}
                     for task in dict.fromkeys(r["task"] for r in rows):
                         per_task[key][task] = summarize([r for r in rows if r["task"] == task])["accuracy"]
+                    save(args, results)
             if hasattr(worker.engine, "close"):
                 worker.engine.close()
 
@@ -143,8 +150,6 @@ def main() -> None:
         )
     Console().print(table)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}, indent=1, default=str))
     summary = {key: {k: v for k, v in s.items() if k != "rows"} for key, s in results.items()}
     pair = [k for k in summary if k.split("/")[1:] == [list(sets)[0], strategies[0]]]
     ratio = None

@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import os
+import signal
 import threading
 import time
 from importlib.metadata import version
@@ -547,7 +548,15 @@ def run_server(client: Client, host: str = "127.0.0.1", port: int = API_PORT, to
         )
     import uvicorn
 
+    # uvicorn re-raises the SIGTERM it caught once it has shut down, which with the default
+    # handler ends the process on the spot; as SystemExit it unwinds through the caller's
+    # cleanup instead (the local Ray this server started, and the agents Ray forked).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(create_app(client, token=token), host=host, port=port)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _serve_app() -> FastAPI:
