@@ -12,14 +12,14 @@ import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from plait.errors import ConfigError
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
 from planners import route
-from workers.engines.embedded import EMBEDDED_MODEL
-from workers.engines.options import CacheSpec, CautiousSpec, Dtype, EngineKind, EngineSpec, SinkSpec, SpeculativeSpec, options
+from plait.options import flat_fields, options
+from workers.engines.options import CacheSpec, EngineSpec
 from workers.engines.packaged import QWEN_CODER
 
 
@@ -39,23 +39,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TierConfig(_Section):
-    kind: EngineKind = "transformers"
-    model: str = Field(default=EMBEDDED_MODEL, description="transformers: 'smollm2-135m' or a model directory; llamacpp: a packaged model or a .gguf file")
-    base_url: str = Field(default="", description="openai: the server; llamacpp: a running llama-server (empty: plait starts one)")
-    api_key_env: str = ""
-    parameters: int = Field(default=0, ge=0)
-    context_length: int = Field(default=0, ge=0, description="openai: the server's; transformers: a cap below the model's (0: the model's)")
-    timeout: float = Field(default=600.0, gt=0, description="seconds one engine request may take")
-    max_retries: int = Field(default=4, ge=0, le=20)
-    dtype: Dtype = "float32"
-    threads: int = Field(default=0, ge=0)
-    parallel: int = Field(default=8, ge=1, le=64, description="llamacpp: server slots, sequences decoded together")
+# A tier is an engine's options (defined once, in EngineSpec) read flat from [tiers.NAME],
+# plus what only the cluster needs; the KV cache is the config's one [kv_cache] section.
+_EngineOptions = create_model("_EngineOptions", __base__=_Section, **flat_fields(EngineSpec, exclude=("kv_cache",)))
+
+
+class TierConfig(_EngineOptions):
     num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
-    # The decoding options, each a [tiers.NAME.<option>] section defined once in workers.engines.options.
-    speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec, description="transformers, llamacpp: draft tokens checked in one pass")
-    sinks: SinkSpec = Field(default_factory=SinkSpec, description="transformers: attention sinks, to generate past the context")
-    cautious: CautiousSpec = Field(default_factory=CautiousSpec, description="transformers: cautious next-token prediction")
 
     @field_validator("speculative", "sinks", "cautious", mode="before")
     @classmethod
@@ -78,8 +68,7 @@ class TierConfig(_Section):
         return self
 
     def engine_spec(self) -> EngineSpec:
-        shared = set(TierConfig.model_fields) & set(EngineSpec.__dataclass_fields__)  # all but num_cpus
-        return EngineSpec(**{name: getattr(self, name) for name in shared})
+        return EngineSpec(**{name: getattr(self, name) for name in _EngineOptions.model_fields})
 
 
 class RayConfig(_Section):
@@ -87,19 +76,6 @@ class RayConfig(_Section):
     num_cpus: int | None = None
     object_store_mb: int = Field(default=200, ge=50)
     include_dashboard: bool = False
-
-
-class SandboxConfig(_Section):
-    timeout: float = Field(default=10.0, gt=0, le=600)
-    cpu_seconds: int = Field(default=10, ge=1, le=3600)
-    memory_mb: int = Field(default=1024, ge=128)
-    file_size_mb: int = Field(default=16, ge=1)
-    max_processes: int = Field(default=32, ge=1)
-    max_output_chars: int = Field(default=4000, ge=100)
-    disk_mb: int = Field(default=64, ge=1, description="scratch directory quota (a tmpfs of this size under bubblewrap)")
-
-    def limits(self) -> SandboxLimits:
-        return SandboxLimits(**self.model_dump())
 
 
 class PlannerConfig(_Section):
@@ -137,7 +113,7 @@ class Config(_Section):
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     routing: dict[int, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTING))
     ray: RayConfig = Field(default_factory=RayConfig)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     kv_cache: KVCacheConfig = Field(default_factory=KVCacheConfig)

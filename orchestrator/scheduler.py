@@ -271,7 +271,7 @@ class _JobRun:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
         questions = [with_dependencies(node, graph, asked) for node in nodes]
         spec = self.spec
-        batch = Batch(questions, spec.strategy.name, spec.strategy_params(), self.budget(), self.config.sandbox.limits(), self.verifier)
+        batch = Batch(questions, spec.strategy.name, spec.strategy_params(), self.budget(), self.config.sandbox, self.verifier)
         for node in nodes:
             node.status = "running"
             self.emit("node_started", node=node.id, tier=tier, retry=self.retries[node.id])

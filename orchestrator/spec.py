@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from plait.errors import InvalidInput
+from workers.types import Budget
 from workers.strategies import PROGRAM_STRATEGIES, STRATEGIES
 
 MAX_PROBLEM_CHARS = 20_000
@@ -78,13 +79,6 @@ class StrategySpec(_Strict):
         return value
 
 
-class BudgetSpec(_Strict):
-    max_tokens: int | None = Field(default=2048, ge=1, le=10_000_000, description="generated tokens per node")
-    max_samples: int | None = Field(default=None, ge=1, le=4096, description="samples per node for search strategies")
-    max_seconds: float | None = Field(default=None, gt=0, le=86_400)
-    max_flops: float | None = Field(default=None, gt=0)
-
-
 class NodeSpec(_Strict):
     """One sub-problem of a graph given in the job (instead of asking a planner for one).
     A question may name a dependency's answer as {id}."""
@@ -100,7 +94,7 @@ class JobSpec(_Strict):
     problem: str = Field(max_length=MAX_PROBLEM_CHARS)
     language: Literal["dafny", "coq", "lean"] | None = None
     strategy: StrategySpec = Field(default_factory=StrategySpec)
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    budget: Budget = Field(default_factory=Budget)
     planner: Literal["none", "sgd"] = "none"
     tiers: dict[int, str] | None = Field(default=None, description="difficulty -> tier overrides for this job")
     reference: str | None = Field(default=None, max_length=2_000, description="expected answer, checked after solving")

@@ -33,7 +33,7 @@ def test_a_tier_section_defines_that_tier_and_keeps_the_other_defaults(tmp_path)
 
 def test_the_shipped_example_is_valid():
     config = load_config(EXAMPLE)
-    assert config.sandbox.limits().timeout == 10 and config.tiers["small"].engine_spec().kind == "transformers"
+    assert config.sandbox.timeout == 10 and config.tiers["small"].engine_spec().kind == "transformers"
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):

@@ -70,6 +70,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from plait.options import options
 
 CODE_FILE = "solution.py"
 SCRATCH_PREFIX = "plait-sandbox-"
@@ -170,23 +175,17 @@ _PYTHON_ENV = {
 }
 
 
-@dataclass(frozen=True)
+@options
 class SandboxLimits:
-    timeout: float = 10.0
-    cpu_seconds: int = 10
-    memory_mb: int = 1024
-    file_size_mb: int = 16
-    max_processes: int = 32
-    max_output_chars: int = 4000
-    disk_mb: int = 64  # the scratch dir's quota, files given to the run included (bwrap only)
+    """What one run may use: the `[sandbox]` section of plait.toml, and what callers pass."""
 
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            kinds = (int, float) if field.name == "timeout" else int
-            if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-                kind = "number" if field.name == "timeout" else "integer"
-                raise ValueError(f"SandboxLimits.{field.name} must be a positive {kind}, got {value!r}")
+    timeout: Annotated[float, Field(gt=0, le=600, description="wall seconds")] = 10.0
+    cpu_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    memory_mb: Annotated[int, Field(ge=128, description="address space")] = 1024
+    file_size_mb: Annotated[int, Field(ge=1, description="largest file written")] = 16
+    max_processes: Annotated[int, Field(ge=1)] = 32
+    max_output_chars: Annotated[int, Field(ge=100, description="stdout and stderr kept, each")] = 4000
+    disk_mb: Annotated[int, Field(ge=1, description="scratch directory quota, files given to the run included (a tmpfs under bubblewrap)")] = 64
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from plait.options import options
 
 from tools.sandbox import ExecResult
 from verifiers.types import Verdict
@@ -12,23 +16,14 @@ if TYPE_CHECKING:  # the engines package loads model code: types.py stays light 
     from workers.engines.base import Completion, EngineInfo
 
 
-@dataclass(frozen=True)
+@options
 class Budget:
-    """Limits for one question; None means no limit on that axis."""
+    """Limits for one question (a job's `budget`); None means no limit on that axis."""
 
-    max_tokens: int | None = 2048  # generated tokens, all rounds and samples together
-    max_samples: int | None = None  # search strategies: samples (finished solutions) per question
-    max_seconds: float | None = None
-    max_flops: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_tokens", "max_samples", "max_seconds", "max_flops"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"budget {name} must be positive, got {value}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    max_tokens: Annotated[int | None, Field(ge=1, le=10_000_000, description="generated tokens, all rounds and samples together")] = 2048
+    max_samples: Annotated[int | None, Field(ge=1, le=4096, description="search strategies: samples (finished solutions) per question")] = None
+    max_seconds: Annotated[float | None, Field(gt=0, le=86_400)] = None
+    max_flops: Annotated[float | None, Field(gt=0)] = None
 
 
 def merge_decode(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:

@@ -1,60 +1,22 @@
 """Engine, decoding and KV-cache options: one definition of each option, its default and its
 bound, torch-free so that reading a config never loads a model library.
 
-Each option type is a frozen pydantic dataclass, so it is validated the same way wherever it
-is built: in code (a bad value raises `OptionError`, a `ConfigError`) or as a nested section
-of a tier's TOML (`[tiers.small.speculative]`), where pydantic reports the field path
-(`tiers.small.speculative.draft_tokens`).
+Each is a `plait.options` type, validated the same way wherever it is built: in code, or as
+a nested section of a tier's TOML (`[tiers.small.speculative]`) with its field path.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import asdict, field
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
-from pydantic.dataclasses import dataclass
+from pydantic import Field, field_validator
 
-from plait.errors import ConfigError
+from plait.options import options
 from workers.engines.embedded import EMBEDDED_MODEL
 
 EngineKind = Literal["transformers", "openai", "llamacpp"]
 Dtype = Literal["float32", "bfloat16", "float16"]
 BACKENDS = ("memory", "redis", "off")
-
-
-class OptionError(ConfigError, ValueError):
-    """An option built in code with a bad value. Also a ValueError, so that a config section
-    whose validator builds options reports it as a validation error with its path."""
-
-
-def options(cls):
-    """`cls` as a frozen, validated dataclass whose direct construction raises OptionError."""
-    cls = dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
-    validate = cls.__init__
-    names = list(cls.__dataclass_fields__)
-
-    # Pydantic validates a nested section through the class's schema, not through __init__,
-    # so config errors keep their field paths; only construction in code goes through here.
-    @functools.wraps(validate)
-    def __init__(self, *args, **kwargs):
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__} takes at most {len(names)} positional arguments, got {len(args)}")
-        try:
-            validate(self, **dict(zip(names, args)), **kwargs)  # by name, so that errors name the field
-        except ValidationError as exc:
-            raise OptionError(f"{cls.__name__}: {_describe(exc)}") from None
-
-    cls.__init__ = __init__
-    cls.to_dict = asdict
-    return cls
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, err['loc'])) + ': ' if err['loc'] else ''}{err['msg'].removeprefix('Value error, ')}" for err in exc.errors()
-    )
 
 
 @options
@@ -143,20 +105,20 @@ class EngineSpec:
     """How to reach a model: what a config's tier names and a worker actor builds."""
 
     kind: EngineKind = "transformers"
-    model: str = EMBEDDED_MODEL
-    base_url: str = ""  # openai: e.g. http://vllm:8000/v1; llamacpp: a running llama-server (else plait starts one)
-    api_key_env: str = ""  # openai: name of the variable holding the key (keys never sit in config)
-    parameters: int = 0  # openai: model size for FLOPs accounting (the server does not report it)
-    context_length: int = 0  # openai: the server's; transformers: a cap below the model's (0: the model's)
-    timeout: float = 600.0
-    max_retries: int = 4
+    model: str = Field(default=EMBEDDED_MODEL, description="transformers: 'smollm2-135m' or a model directory; llamacpp: a packaged model or a .gguf file")
+    base_url: str = Field(default="", description="openai: the server (e.g. http://vllm:8000/v1); llamacpp: a running llama-server (empty: plait starts one)")
+    api_key_env: str = Field(default="", description="openai: the variable holding the key (keys never sit in config)")
+    parameters: Annotated[int, Field(ge=0, description="openai: model size for FLOPs accounting (the server does not report it)")] = 0
+    context_length: Annotated[int, Field(ge=0, description="openai: the server's; transformers: a cap below the model's (0: the model's)")] = 0
+    timeout: Annotated[float, Field(gt=0, description="seconds one engine request may take")] = 600.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
     dtype: Dtype = "float32"
-    threads: int = 0  # transformers: torch threads; llamacpp: the server's threads (0 = all cores)
-    parallel: int = 8  # llamacpp: the server's slots, sequences decoded together
-    kv_cache: CacheSpec = field(default_factory=CacheSpec)  # transformers: prefix KV cache
-    speculative: SpeculativeSpec = field(default_factory=SpeculativeSpec)  # transformers, llamacpp: draft tokens
-    sinks: SinkSpec = field(default_factory=SinkSpec)  # transformers: attention sinks past the context
-    cautious: CautiousSpec = field(default_factory=CautiousSpec)  # transformers: cautious next-token prediction
+    threads: Annotated[int, Field(ge=0, description="transformers: torch threads; llamacpp: the server's (0: all cores but one)")] = 0
+    parallel: Annotated[int, Field(ge=1, le=64, description="llamacpp: server slots, sequences decoded together")] = 8
+    kv_cache: CacheSpec = Field(default_factory=CacheSpec, description="transformers: the prefix KV cache (a config's [kv_cache], shared by its tiers)")
+    speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec, description="transformers, llamacpp: draft tokens checked in one pass")
+    sinks: SinkSpec = Field(default_factory=SinkSpec, description="transformers: attention sinks, to generate past the context")
+    cautious: CautiousSpec = Field(default_factory=CautiousSpec, description="transformers, llamacpp: cautious next-token prediction")
 
     def __post_init__(self) -> None:
         if self.kind == "openai" and not self.base_url:
