@@ -120,10 +120,16 @@ def faults(cluster: Cluster, window: float, outage: float, log: list[str]) -> No
     """Worker kill, controller kill, worker kill, Redis restart, spread over the window."""
     import ray
 
-    from orchestrator.controller import controller
+    from orchestrator.controller import CONTROLLER_NAME
+    from orchestrator.runtime import NAMESPACE
 
-    ray.init(address=cluster.address, namespace="plait", log_to_driver=False)
-    actor = controller(cluster.config)
+    ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+    actor = None
+    while actor is None:  # the one the API created for its first job, with the cluster's store
+        try:
+            actor = ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
+        except ValueError:
+            time.sleep(0.5)
     step = window / 5
     for i, fault in enumerate(("worker", "controller", "worker", "redis")):
         time.sleep(step)

@@ -16,6 +16,7 @@ import threading
 import time
 
 from orchestrator.config import Config
+from plait.errors import ConfigError
 from orchestrator.runtime import NAMESPACE, WorkerPool
 from orchestrator.scheduler import Scheduler
 from orchestrator.store import StoreUnavailable, open_store
@@ -64,6 +65,9 @@ class JobController:
 def controller(config: Config, lease_seconds: float | None = None):
     """The cluster's controller actor, created on first use with this client's config."""
     import ray
+
+    if not config.redis_url:  # a controller on a store of its own would find none of the jobs
+        raise ConfigError("the cluster's controller needs the job store every client uses: set redis_url (PLAIT_REDIS_URL)")
 
     return (
         ray.remote(JobController)
