@@ -10,6 +10,7 @@ this client exits and any client can query them.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Iterator
 
@@ -23,6 +24,9 @@ from orchestrator.store import MemoryStore, Store, open_store
 from plait.errors import ConfigError
 from plait.events import event
 from workers.strategies import make_strategy
+
+START_TIMEOUT = 30.0  # seconds the controller may take to accept a stored job
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -63,7 +67,13 @@ class Client:
             init_ray(self.config)
             import ray
 
-            ray.get(controller(self.config).start.remote(job.id))
+            try:
+                ray.get(controller(self.config).start.remote(job.id), timeout=START_TIMEOUT)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:  # dead, restarting, or slow
+                # The job is stored, so it is submitted: a controller that is restarting finds it
+                # among the jobs nobody holds a lease on and starts it. Raising here would make a
+                # careful client submit it a second time.
+                log.warning("job %s is stored but its controller did not answer (%s): it starts when the controller is back", job.id, type(exc).__name__)
         else:
             self._owns_ray |= init_ray(self.config)
             self._scheduler.start(job.id)
