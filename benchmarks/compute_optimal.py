@@ -8,12 +8,16 @@ Problems: the `reasoning-gym` set of benchmarks/accuracy.py (fixed seed). Per pr
   the usual subsampling — FLOPs are those N samples' own;
 - rebase: a separate search per budget N (width N), its FLOPs as spent.
 
-Rewards: `lm` (the model's mean token probability) by default. FLOPs = 2 · parameters ·
-computed tokens (prompt tokens loaded from the KV cache are not computed). Prints the
-accuracy/FLOPs table, writes a PNG of the curves, and ends with one JSON object including
-the FLOPs ratio at which REBASE reaches weighted voting's best accuracy.
+Rewards: before the votes, every reward (`tool`, `lm`, `reverse`, `prm` with the tier's own
+model as judge) scores the first `--auc-samples` samples of each problem, and the AUC of each
+(how often it ranks a right sample above a wrong one) is reported; `--reward auto` (the
+default) then weights the votes and guides REBASE with the reward of the highest AUC. FLOPs =
+2 · parameters · computed tokens (prompt tokens loaded from a KV cache are not computed); the
+rewards' own scoring passes are not counted. Prints the accuracy/FLOPs table, writes a PNG of
+the curves, and ends with one JSON object including the FLOPs ratio at which REBASE reaches
+weighted voting's best accuracy. The engine is a tier of plait's default config.
 
-    python benchmarks/compute_optimal.py --per-task 13 --method pal --plot compute_optimal.png
+    python benchmarks/compute_optimal.py --tier large --method pal --plot compute_optimal.png
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ from rich.table import Table
 from accuracy import TASKS, load_problems
 from verifiers import math as math_verifier
 from verifiers.role import MathVerifier
-from workers.engines.transformers_engine import TransformersEngine
+from orchestrator.config import default_tiers
+from workers.engines import make_engine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
-from workers.strategies.rewards import make_reward
+from workers.strategies.rewards import REWARDS, make_reward
 from workers.strategies.search import BestOfN, Majority, WeightedMajority, candidate
 from workers.types import Budget
 
-BUDGETS = (1, 2, 4, 8, 16)
 VOTERS = {"majority": Majority, "best_of_n": BestOfN, "weighted_majority": WeightedMajority}
 
 
@@ -49,10 +53,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-task", type=int, default=13, help=f"problems per task ({len(TASKS)} tasks)")
     parser.add_argument("--method", default="pal", choices=("cot", "pal", "tora"))
-    parser.add_argument("--reward", default="lm", choices=("lm", "tool", "reverse", "prm"))
-    parser.add_argument("--sample-tokens", type=int, default=64, help="generated tokens per sample at most")
+    parser.add_argument("--tier", default="large", help="a tier of the default config")
+    parser.add_argument("--reward", default="auto", choices=("auto", *REWARDS), help="auto: the reward with the best AUC")
+    parser.add_argument("--auc-samples", type=int, default=4, help="samples per problem every reward scores for the AUC")
+    parser.add_argument("--sample-tokens", type=int, default=160, help="generated tokens per sample at most")
     parser.add_argument("--batch", type=int, default=4, help="problems per engine batch")
-    parser.add_argument("--max-batch", type=int, default=64, help="rows the engine decodes in one forward pass")
+    parser.add_argument("--max-n", type=int, default=16, help="largest budget N; the curves run N = 1, 2, 4, ... up to it")
     parser.add_argument("--step-tokens", type=int, default=32, help="REBASE: tokens per step at most")
     parser.add_argument("--max-depth", type=int, default=6, help="REBASE: steps per path at most")
     parser.add_argument("--seed", type=int, default=1234)
@@ -63,9 +69,9 @@ def main() -> None:
     problems = load_problems(list(TASKS), args.per_task, args.seed)
     questions = [p["entry"]["question"] for p in problems]
     references = [str(p["entry"]["answer"]) for p in problems]
-    engine = TransformersEngine(max_batch=args.max_batch)
-    reward = make_reward(args.reward, engine)
-    top = max(BUDGETS)
+    engine = make_engine(default_tiers()[args.tier].engine_spec())
+    budgets = [2**k for k in range(args.max_n.bit_length()) if 2**k <= args.max_n]
+    top = max(budgets)
     chunks = [range(i, min(i + args.batch, len(questions))) for i in range(0, len(questions), args.batch)]
     curves: dict[str, dict[int, tuple[float, float]]] = {}  # strategy -> N -> (accuracy, mean FLOPs)
     began = time.monotonic()
@@ -91,27 +97,40 @@ def main() -> None:
             flat = method.run(rows, RunContext(engine, Budget(max_tokens=args.sample_tokens)))
             samples += [flat[k * top : (k + 1) * top] for k in range(len(chunk))]
             progress.advance(bar, len(chunk))
+        right = [[correct(s.answer, r) for s in group] for group, r in zip(samples, references)]
+        auc = {}
+        for name in REWARDS:
+            bar = progress.add_task(f"reward {name}", total=len(samples))
+            scored = []
+            for group in samples:
+                scored.append(make_reward(name, engine).score([candidate(s) for s in group[: args.auc_samples]]))
+                progress.advance(bar)
+            auc[name] = _auc([v for vs in scored for v in vs], [c for cs in right for c in cs[: args.auc_samples]])
+        chosen = max(auc, key=lambda k: auc[k] if auc[k] is not None else -1) if args.reward == "auto" else args.reward
+        reward = make_reward(chosen, engine)
         rewards = [reward.score([candidate(s) for s in group]) for group in samples]
         for name, cls in VOTERS.items():
             voter = cls(method=args.method)
             curves[name] = {}
-            for n in BUDGETS:
+            for n in budgets:
                 picks = [voter.choose([s.answer for s in group[:n]], r[:n], MathVerifier())[0] for group, r in zip(samples, rewards)]
                 answers = [group[i].answer if i is not None else None for group, i in zip(samples, picks)]
                 curves[name][n] = _point(answers, references, [sum(s.flops for s in group[:n]) for group in samples])
 
         curves["rebase"] = {}
-        for n in BUDGETS:
-            params = {"method": args.method, "reward": args.reward, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
+        for n in budgets:
+            params = {"method": args.method, "reward": chosen, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
             tree = run("rebase", params, args.sample_tokens, n, progress.add_task(f"rebase N={n}", total=len(questions)))
             curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
 
-    table = Table(title=f"{len(questions)} problems, method {args.method}, reward {args.reward}: accuracy (mean FLOPs/problem)")
+    for name, value in auc.items():
+        console.print(f"reward {name}: AUC {value if value is None else round(value, 3)}" + ("  <- used" if name == chosen else ""))
+    table = Table(title=f"{len(questions)} problems, {args.tier}, method {args.method}, reward {chosen}: accuracy (mean FLOPs/problem)")
     table.add_column("strategy")
-    for n in BUDGETS:
+    for n in budgets:
         table.add_column(f"N={n}", justify="right")
     for name, points in curves.items():
-        table.add_row(name, *(f"{points[n][0]:.1%} ({points[n][1]:.2e})" if n in points else "" for n in BUDGETS))
+        table.add_row(name, *(f"{points[n][0]:.1%} ({points[n][1]:.2e})" if n in points else "" for n in budgets))
     console.print(table)
     _plot(curves, args.plot, f"{len(questions)} reasoning-gym problems, {engine.info().model_id}, {args.method}")
 
@@ -123,8 +142,11 @@ def main() -> None:
             {
                 "name": "compute_optimal",
                 "problems": len(questions),
+                "tier": args.tier,
+                "model": engine.info().model_id,
                 "method": args.method,
-                "reward": args.reward,
+                "reward": chosen,
+                "reward_auc": {k: (round(v, 4) if v is not None else None) for k, v in auc.items()},
                 "seed": args.seed,
                 "curves": {name: {str(n): {"accuracy": round(a, 4), "flops": round(f)} for n, (a, f) in points.items()} for name, points in curves.items()},
                 "weighted_best_accuracy": round(best_acc, 4),
@@ -135,6 +157,16 @@ def main() -> None:
             }
         )
     )
+
+
+def _auc(scores: list[float], right: list[bool]) -> float | None:
+    """P(a right sample scores above a wrong one), ties counting half; None without both."""
+    good = [s for s, r in zip(scores, right) if r]
+    bad = [s for s, r in zip(scores, right) if not r]
+    if not good or not bad:
+        return None
+    wins = sum((g > b) + 0.5 * (g == b) for g in good for b in bad)
+    return wins / (len(good) * len(bad))
 
 
 def _point(answers: list[str | None], references: list[str], flops: list[int]) -> tuple[float, float]:

@@ -38,7 +38,7 @@ from rich.progress import Progress
 from orchestrator.cluster import RedisServer
 from orchestrator.config import Config, TierConfig
 from orchestrator.runtime import RAY_ENV, ensure_ray_token, tier_resources
-from tools.processes import free_port
+from tools.processes import descendants, free_port
 
 BIN = Path(sys.executable).parent
 TOKEN = "soak-token"
@@ -116,6 +116,20 @@ class Cluster:
         self.redis.stop()
 
 
+def model_workers(cluster: Cluster) -> list[int]:
+    """The model worker processes of this soak's cluster, found below its Ray head: asking the
+    controller would wait behind a restarted worker that is busy loading its model."""
+    head = cluster.processes[0].pid
+    found = []
+    for pid, _ in descendants(head):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ModelWorker"):
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
 def faults(cluster: Cluster, window: float, outage: float, log: list[str]) -> None:
     """Worker kill, controller kill, worker kill, Redis restart, spread over the window."""
     import ray
@@ -135,7 +149,7 @@ def faults(cluster: Cluster, window: float, outage: float, log: list[str]) -> No
         time.sleep(step)
         try:
             if fault == "worker":
-                pids = [w["pid"] for w in ray.get(actor.workers.remote(), timeout=60)]
+                pids = model_workers(cluster)
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 log.append(f"{time.strftime('%H:%M:%S')} killed model worker(s) {pids}")
