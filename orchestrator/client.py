@@ -82,19 +82,19 @@ class Client:
     def solve(self, spec: JobSpec | dict | str, on_event: Callable[[dict], Any] | None = None) -> Result:
         """Submit and wait; `on_event` sees every event of the job as it happens."""
         job_id = self.submit(spec)
-        for event in self.watch(job_id):
+        for happened in self.watch(job_id):
             if on_event:
-                on_event(event)
+                on_event(happened)
         return self.result(job_id)
 
     def watch(self, job_id: str, offset: int = 0, poll: float = 1.0) -> Iterator[dict]:
         """The job's events from `offset` on, as they happen, until the job is finished."""
         while True:
             events = self.store.wait_events(job_id, offset, poll)
-            for event in events:
-                offset = event["seq"] + 1
-                yield event
-                if event["type"] == "done":
+            for happened in events:
+                offset = happened["seq"] + 1
+                yield happened
+                if happened["type"] == "done":
                     return
             if not events and self.status(job_id).status in TERMINAL:
                 return  # finished before we looked, and its "done" is behind `offset`

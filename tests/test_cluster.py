@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.job import Result
 from orchestrator.runtime import RAY_ENV, ensure_ray_token
-from tools.processes import free_port
+from tools.processes import _zombie, descendants, free_port, start_time
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
 
@@ -159,8 +159,14 @@ def test_up_then_solve_uses_the_cluster_then_down(tmp_path):
         # It ran through the cluster's Redis: another process finds the job by id.
         shown = plait("status", result.job_id, "--json", env=env)
         assert json.loads(shown.stdout)["status"] == "succeeded"
+        # What `plait up` started, by PID: the Ray head, Redis, and everything below them.
+        state = json.loads((tmp_path / "cluster" / "state.json").read_text())
+        started = [(pid, start_time(pid)) for pid in (state["ray_pid"], state["redis_pid"])]
+        started += [child for pid, _ in started for child in descendants(pid)]
+        assert {"raylet", "gcs_server"} <= {Path(f"/proc/{pid}/comm").read_text().strip() for pid, _ in started}
     finally:
         stopped = plait("down", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert [pid for pid, when in started if start_time(pid) == when and not _zombie(pid)] == []  # nothing left running
     assert not (tmp_path / "cluster" / "state.json").exists()
     assert "no cluster was up" in plait("down", env=env).stdout
