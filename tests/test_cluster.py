@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.job import Result
 from orchestrator.runtime import RAY_ENV, ensure_ray_token
-from tools.processes import _zombie, descendants, free_port, start_time
+from tools.processes import descendants, free_port, start_time, still_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_redis]
 
@@ -167,6 +167,6 @@ def test_up_then_solve_uses_the_cluster_then_down(tmp_path):
     finally:
         stopped = plait("down", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert [pid for pid, when in started if start_time(pid) == when and not _zombie(pid)] == []  # nothing left running
+    assert [pid for pid, when in started if still_running(pid, when)] == []  # nothing left running
     assert not (tmp_path / "cluster" / "state.json").exists()
     assert "no cluster was up" in plait("down", env=env).stdout

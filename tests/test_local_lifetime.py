@@ -3,7 +3,6 @@ must not die when that thread ends (Ray's gcs_server and raylet get SIGKILL when
 that forked them exits). Each case runs in its own process, as a user's script or server would."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,12 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.http_server import PLAIT, local_env, run_job, wait_healthy
 from tools.processes import free_port
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
-LOCAL = {"RAY_ADDRESS": "", "PLAIT_RAY_ADDRESS": "", "PLAIT_REDIS_URL": ""}
 
 
 def ray_children(pid: int) -> dict[str, str]:
@@ -33,12 +31,6 @@ def ray_children(pid: int) -> dict[str, str]:
         if int(ppid) == pid and name in ("gcs_server", "raylet"):
             found[name] = state
     return found
-
-
-def _env(tmp_path: Path) -> dict:
-    config = tmp_path / "plait.toml"
-    config.write_text("[ray]\nnum_cpus = 1\n")
-    return {**os.environ, **LOCAL, "PLAIT_CACHE_DIR": str(tmp_path / "cache"), "PLAIT_CONFIG": str(config)}
 
 
 CLIENT_SCRIPT = textwrap.dedent(
@@ -64,7 +56,7 @@ CLIENT_SCRIPT = textwrap.dedent(
 
 def test_client_keeps_its_ray_after_the_job_thread_that_started_it_ends(tmp_path):
     root = Path(__file__).parent.parent
-    proc = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT], capture_output=True, text=True, timeout=400, env=_env(tmp_path), cwd=root)
+    proc = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT], capture_output=True, text=True, timeout=400, env=local_env(tmp_path), cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     # Alive (not zombies) after each wave: without the fix the first wave's end kills them and the
@@ -77,28 +69,14 @@ def test_client_keeps_its_ray_after_the_job_thread_that_started_it_ends(tmp_path
 def test_local_server_serves_jobs_after_its_pool_threads_retire(tmp_path):
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen([str(BIN / "plait"), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=_env(tmp_path))
+    server = subprocess.Popen([str(PLAIT), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=local_env(tmp_path))
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=60) as http:
-            deadline = time.monotonic() + 120
-            while True:
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "plait serve did not come up"
-                time.sleep(0.5)
+            wait_healthy(http, server, tmp_path / "serve.log")
 
             def run(question: str) -> str:
-                job_id = http.post("/v1/jobs", json={"problem": question, "strategy": {"name": "calc"}}).json()["id"]
-                end = time.monotonic() + 180
-                while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed", "cancelled"):
-                    assert time.monotonic() < end, f"job {job_id} is still {job['status']}"
-                    time.sleep(0.25)
-                return job["result"]["answer"]
+                return run_job(http, question)["result"]["answer"]
 
             assert run("6 * 7") == "42"  # this request's pool thread started Ray
             # anyio retires pool threads idle for 10 s: the one that started Ray is gone after this.

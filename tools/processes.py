@@ -37,24 +37,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...);
+    None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def start_time(pid: int) -> int | None:
     """When `pid` started (clock ticks since boot, /proc/PID/stat field 22): with the PID it
     names one process, even after the PID is reused. None if there is no such process."""
+    fields = proc_stat(pid)
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
         return None
+
+
+def still_running(pid: int, started: int) -> bool:
+    """Whether the process that started at `started` as `pid` is alive (not reused, not a zombie)."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z" and start_time(pid) == started
 
 
 def descendants(pid: int) -> list[tuple[int, int]]:
     """(pid, start time) of every live process below `pid`, children first."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
+        fields = proc_stat(int(stat.parent.name))
+        if fields is not None and fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     found, todo = [], list(children.get(pid, []))
     while todo:
@@ -70,7 +83,7 @@ def end(processes: list[tuple[int, int]], grace: float = 5.0) -> None:
     """SIGTERM the given (pid, start time) processes that are still those processes, then
     SIGKILL what is left after `grace` seconds."""
     def alive() -> list[int]:
-        return [pid for pid, started in processes if start_time(pid) == started and not _zombie(pid)]
+        return [pid for pid, started in processes if still_running(pid, started)]
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in alive():
@@ -81,13 +94,6 @@ def end(processes: list[tuple[int, int]], grace: float = 5.0) -> None:
         deadline = time.monotonic() + grace
         while alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def _die_with_parent() -> None:
