@@ -97,18 +97,21 @@ def main() -> None:
             flat = method.run(rows, RunContext(engine, Budget(max_tokens=args.sample_tokens)))
             samples += [flat[k * top : (k + 1) * top] for k in range(len(chunk))]
             progress.advance(bar, len(chunk))
-        right = [[correct(s.answer, r) for s in group] for group, r in zip(samples, references)]
-        auc = {}
+        k = args.auc_samples
+        right = [correct(s.answer, r) for group, r in zip(samples, references) for s in group[:k]]
+        auc, scored = {}, {}  # scored: reward -> each problem's scores of its first k samples
         for name in REWARDS:
+            reward = make_reward(name, engine)
             bar = progress.add_task(f"reward {name}", total=len(samples))
-            scored = []
+            scored[name] = []
             for group in samples:
-                scored.append(make_reward(name, engine).score([candidate(s) for s in group[: args.auc_samples]]))
+                scored[name].append(reward.score([candidate(s) for s in group[:k]]))
                 progress.advance(bar)
-            auc[name] = _auc([v for vs in scored for v in vs], [c for cs in right for c in cs[: args.auc_samples]])
-        chosen = max(auc, key=lambda k: auc[k] if auc[k] is not None else -1) if args.reward == "auto" else args.reward
+            auc[name] = _auc([v for vs in scored[name] for v in vs], right)
+        chosen = max(auc, key=lambda name: auc[name] if auc[name] is not None else -1) if args.reward == "auto" else args.reward
         reward = make_reward(chosen, engine)
-        rewards = [reward.score([candidate(s) for s in group]) for group in samples]
+        # Each candidate is scored on its own, so the first k scores are reused, not recomputed.
+        rewards = [first + reward.score([candidate(s) for s in group[k:]]) for first, group in zip(scored[chosen], samples)]
         for name, cls in VOTERS.items():
             voter = cls(method=args.method)
             curves[name] = {}
