@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.http_server import PLAIT, local_env, run_job, wait_healthy
+from http_server import PLAIT, local_env, run_job, wait_healthy
 from tools.processes import free_port
 
 pytestmark = pytest.mark.slow

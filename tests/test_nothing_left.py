@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.http_server import PLAIT, local_env, run_job, wait_healthy
+from http_server import PLAIT, local_env, run_job, wait_healthy
 from tools.processes import descendants, free_port, proc_stat, start_time, still_running
 
 pytestmark = pytest.mark.slow
