@@ -3,7 +3,9 @@ import shutil
 
 import pytest
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Importing it sets plait's Ray environment (token auth, no usage stats), which ray reads when
+# it is imported: before any test module imports ray itself (test_deploy's autoscaler check).
+import orchestrator.runtime  # noqa: F401
 
 
 def pytest_collection_modifyitems(config, items):

@@ -35,9 +35,10 @@ def ray_children(pid: int) -> dict[str, str]:
 
 CLIENT_SCRIPT = textwrap.dedent(
     """
-    import json, os, threading, time
+    import json, os, sys, threading, time
+    sys.path.insert(0, "tests")  # as pytest puts it: the test module imports its helpers from there
     from orchestrator import Client
-    from tests.test_local_lifetime import ray_children
+    from test_local_lifetime import ray_children
 
     client = Client(discover=False)
     answers, daemons = [], []
