@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from plait.errors import ConfigError
+from orchestrator.replicas import ReplicaPolicy
 from orchestrator.spec import describe_errors
 from tools.sandbox import SandboxLimits
 from planners import route
@@ -45,7 +46,8 @@ _EngineOptions = create_model("_EngineOptions", __base__=_Section, **flat_fields
 
 
 class TierConfig(_EngineOptions):
-    num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by the tier's worker actor")
+    num_cpus: float = Field(default=1.0, ge=0, description="Ray CPUs reserved by each of the tier's worker actors")
+    replicas: int = Field(default=1, ge=1, le=64, description="worker actors (model copies) of this tier; [scheduler] replica_routing picks one per batch")
 
     @field_validator("speculative", "sinks", "cautious", mode="before")
     @classmethod
@@ -97,6 +99,9 @@ class SchedulerConfig(_Section):
     # Ready nodes of one tier go to its worker in batches of at most this many: one engine
     # call decodes a batch together; a cap bounds the batch's KV memory. 1 = one by one.
     max_batch: int = Field(default=16, ge=1, le=256)
+    # A tier with several replicas: "prefix" sends a batch where its prompts' prefix was just
+    # served (that server's prompt cache holds it), "least_loaded" to the idlest replica.
+    replica_routing: ReplicaPolicy = "prefix"
 
 
 def default_tiers() -> dict[str, "TierConfig"]:

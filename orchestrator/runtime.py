@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.config import Config, tier_resource
+from orchestrator.replicas import ReplicaRouter
 from plait.errors import ConfigError
 from tools.processes import descendants, end, on_lifetime_thread, start_time
 from workers.actor import ModelWorker
@@ -102,20 +104,43 @@ def shutdown_local_ray() -> None:
 
 
 class WorkerPool:
-    """Creates each tier's worker actor on first use; actors restart if their process dies."""
+    """Creates each tier's worker actors (`replicas` of them) on first use and picks one per
+    batch (orchestrator.replicas); actors restart if their process dies."""
 
     def __init__(self, config: Config):
         self.config = config
-        self._actors: dict[str, object] = {}
+        self._actors: dict[str, list] = {}
+        self._routers: dict[str, ReplicaRouter] = {}
         self._lock = threading.Lock()
 
-    def actor(self, tier: str):
+    def actor(self, tier: str, replica: int = 0):
+        return self._replicas(tier)[replica]
+
+    def route(self, tier: str, texts: list[str]) -> int:
+        """The replica of `tier` that should run prompts with these texts; busy until `release`."""
+        self._replicas(tier)
+        return self._routers[tier].choose(texts)
+
+    def release(self, tier: str, replica: int) -> None:
+        self._routers[tier].release(replica)
+
+    @contextmanager
+    def routed(self, tier: str, texts: list[str]):
+        """A replica's actor for one synchronous call (the planner's)."""
+        replica = self.route(tier, texts)
+        try:
+            yield self.actor(tier, replica)
+        finally:
+            self.release(tier, replica)
+
+    def _replicas(self, tier: str) -> list:
         with self._lock:
             if tier not in self._actors:
                 self._actors[tier] = self._start(tier)
+                self._routers[tier] = ReplicaRouter(len(self._actors[tier]), self.config.scheduler.replica_routing)
             return self._actors[tier]
 
-    def _start(self, tier: str):
+    def _start(self, tier: str) -> list:
         import ray
 
         if tier not in self.config.tiers:
@@ -139,22 +164,29 @@ class WorkerPool:
             runtime_env={"env_vars": env},
         )
         spec = replace(tier_config.engine_spec(), kv_cache=self.config.kv_cache.spec(self.config.redis_url))
-        return remote.remote(spec, tier)
+        return [remote.remote(spec, tier, replica) for replica in range(tier_config.replicas)]
 
     def describe(self) -> list[dict]:
         import ray
 
         with self._lock:
-            handles = list(self._actors.values())
+            handles = [handle for replicas in self._actors.values() for handle in replicas]
         return ray.get([handle.describe.remote() for handle in handles])
+
+    def routing(self) -> dict[str, dict[str, int]]:
+        """Per tier with actors, how many batches went where by prefix and by load."""
+        with self._lock:
+            return {tier: dict(router.routed) for tier, router in self._routers.items()}
 
     def shutdown(self) -> None:
         import ray
 
         with self._lock:
-            for handle in self._actors.values():
-                ray.kill(handle)
+            for replicas in self._actors.values():
+                for handle in replicas:
+                    ray.kill(handle)
             self._actors.clear()
+            self._routers.clear()
 
 
 class ActorEngine:

@@ -55,6 +55,7 @@ class _Stopped(Exception):
 @dataclass
 class _Dispatch:
     tier: str
+    replica: int
     nodes: list[Node]
     batch: Batch
     stream: object  # Ray ObjectRefGenerator
@@ -205,18 +206,13 @@ class _JobRun:
         if spec.graph:
             nodes = [Node(n.id, n.question, list(n.depends_on), n.difficulty) for n in spec.graph]
             graph, self.reason = given(nodes, routing)
+        elif spec.planner == "sgd":
+            self.emit("planning", planner="sgd", tier=self.config.planner_tier)
+            with self.scheduler.pool.routed(self.config.planner_tier, [spec.problem]) as actor:
+                engine = ActorEngine(actor)
+                graph, self.reason = self.run_planner(routing, engine)
         else:
-            if spec.planner == "sgd":
-                self.emit("planning", planner="sgd", tier=self.config.planner_tier)
-                engine = ActorEngine(self.scheduler.pool.actor(self.config.planner_tier))
-            graph, self.reason = plan(
-                spec.problem,
-                spec.planner,
-                routing,
-                engine,
-                max_nodes=self.config.planner.max_nodes,
-                constrained=self.config.planner.constrained,
-            )
+            graph, self.reason = self.run_planner(routing, None)
         if engine is not None:
             self.planner = engine.usage
         self.emit(
@@ -228,6 +224,10 @@ class _JobRun:
             usage=self.planner.to_dict(),
         )
         return graph
+
+    def run_planner(self, routing: dict[int, str], engine: ActorEngine | None) -> tuple[SkeletonGraph, str]:
+        planner = self.config.planner
+        return plan(self.spec.problem, self.spec.planner, routing, engine, max_nodes=planner.max_nodes, constrained=planner.constrained)
 
     def check_stop(self) -> None:
         if self.lease is not None and self.lease.lost.is_set():
@@ -252,31 +252,37 @@ class _JobRun:
         for node in ready:
             groups[node.tier].append(node)
         size = self.config.scheduler.max_batch
-        running = [
-            self.dispatch(tier, nodes[i : i + size], graph)
-            for tier, nodes in groups.items()
-            for i in range(0, len(nodes), size)
-        ]
-        while running:
-            self.check_stop()
-            ready_streams, _ = ray.wait([d.stream for d in running], num_returns=1, timeout=self.scheduler.poll_seconds)
-            for dispatch in [d for d in running if any(d.stream is s for s in ready_streams)]:
-                replacement = self.step(dispatch, graph)
-                if replacement is not dispatch:
-                    running.remove(dispatch)
-                    if replacement is not None:
-                        running.append(replacement)
+        pool = self.scheduler.pool
+        running: list[_Dispatch] = []
+        try:
+            for tier, nodes in groups.items():
+                running += [self.dispatch(tier, nodes[i : i + size], graph) for i in range(0, len(nodes), size)]
+            while running:
+                self.check_stop()
+                ready_streams, _ = ray.wait([d.stream for d in running], num_returns=1, timeout=self.scheduler.poll_seconds)
+                for dispatch in [d for d in running if any(d.stream is s for s in ready_streams)]:
+                    replacement = self.step(dispatch, graph)
+                    if replacement is not dispatch:
+                        running.remove(dispatch)
+                        pool.release(dispatch.tier, dispatch.replica)
+                        if replacement is not None:
+                            running.append(replacement)
+        finally:  # a stopped job's batches no longer count against their replicas
+            for dispatch in running:
+                pool.release(dispatch.tier, dispatch.replica)
 
     def dispatch(self, tier: str, nodes: list[Node], graph: SkeletonGraph) -> _Dispatch:
         asked = {node_id: done.question for node_id, done in self.nodes.items()}
         questions = [with_dependencies(node, graph, asked) for node in nodes]
         spec = self.spec
         batch = Batch(questions, spec.strategy.name, spec.strategy_params(), self.budget(), self.config.sandbox, self.verifier)
+        pool = self.scheduler.pool
+        replica = pool.route(tier, questions)
         for node in nodes:
             node.status = "running"
-            self.emit("node_started", node=node.id, tier=tier, retry=self.retries[node.id])
-        stream = self.scheduler.pool.actor(tier).run_stream.remote(batch)
-        return _Dispatch(tier, nodes, batch, stream, time.monotonic())
+            self.emit("node_started", node=node.id, tier=tier, replica=replica, retry=self.retries[node.id])
+        stream = pool.actor(tier, replica).run_stream.remote(batch)
+        return _Dispatch(tier, replica, nodes, batch, stream, time.monotonic())
 
     def step(self, d: _Dispatch, graph: SkeletonGraph) -> _Dispatch | None:
         """Consume one item of a batch's stream; returns the dispatch still to watch (itself, a
@@ -322,7 +328,7 @@ class _JobRun:
         if not again:
             return None
         self.emit("node_retry", tier=d.tier, nodes=[n.id for n in again], retry=max(self.retries[n.id] for n in again), reason=reason)
-        self.await_restart(d.tier, max(self.retries[n.id] for n in again))
+        self.await_restart(d.tier, d.replica, max(self.retries[n.id] for n in again))
         return self.dispatch(d.tier, again, graph)
 
     def why_no_answer(self, attempt) -> str:
@@ -331,7 +337,7 @@ class _JobRun:
             return attempt.verdict.message
         return attempt.text[-200:]
 
-    def await_restart(self, tier: str, attempt: int, patience: float = 300.0) -> None:
+    def await_restart(self, tier: str, replica: int, attempt: int, patience: float = 300.0) -> None:
         """Back off (1 s, 2 s, 4 s… for the node's 1st, 2nd, 3rd… retry), then wait until the
         restarted tier actor answers, so the retry is not spent on a 'restarting' refusal."""
         import ray
@@ -342,7 +348,7 @@ class _JobRun:
         while True:
             self.check_stop()
             try:
-                ray.get(self.scheduler.pool.actor(tier).describe.remote(), timeout=10)
+                ray.get(self.scheduler.pool.actor(tier, replica).describe.remote(), timeout=10)
                 return
             except (ActorUnavailableError, ActorDiedError, GetTimeoutError):
                 if time.monotonic() > deadline:

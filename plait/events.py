@@ -44,6 +44,7 @@ class Resumed(TypedDict):
 class NodeStarted(TypedDict):
     node: str
     tier: str
+    replica: int  # which of the tier's worker actors
     retry: int
 
 

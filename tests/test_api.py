@@ -363,7 +363,7 @@ def planned(*ids: str) -> dict:
 
 
 def started(node: str) -> dict:
-    return {"node": node, "tier": "small", "retry": 0}
+    return {"node": node, "tier": "small", "replica": 0, "retry": 0}
 
 
 def finished(node: str) -> dict:

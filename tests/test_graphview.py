@@ -56,13 +56,13 @@ def job_events() -> list[dict]:
     events = [event("submitted", strategy="tora", mode="local")]
     events.append(event("planned", nodes=planned_nodes(), reason="given", tokens=0, completion_tokens=0, usage={}))
     for node_id in ("area", "perimeter", "price", "tax"):
-        events.append(event("node_started", node=node_id, tier="small", retry=0))
+        events.append(event("node_started", node=node_id, tier="small", replica=0, retry=0))
     events.append(event("generated", tier="small", round=1, questions=4, tokens=50))
     for node_id, answer in (("area", "84"), ("perimeter", "38"), ("price", "0.0018")):
         events.append(done(node_id, "done", answer))
     events.append(done("tax", "failed", None, TAX_ERROR))
-    events.append(event("node_started", node="carpet", tier="large", retry=0))
-    events.append(event("node_started", node="trim_cost", tier="small", retry=0))
+    events.append(event("node_started", node="carpet", tier="large", replica=0, retry=0))
+    events.append(event("node_started", node="trim_cost", tier="small", replica=0, retry=0))
     events.append(done("carpet", "done", "0.1512"))
     return events
 

@@ -53,6 +53,37 @@ def test_max_batch_splits_a_wave_into_batches_of_at_most_that_many(client, confi
     assert batches == [1, 1, 2, 2]
 
 
+@pytest.mark.parametrize("policy", ["prefix", "least_loaded"])
+def test_a_tier_with_two_replicas_routes_each_batch_by_policy(client, config, policy):
+    from orchestrator.client import Client
+    from orchestrator.config import SchedulerConfig
+
+    small = config.tiers["small"].model_copy(update={"num_cpus": 0, "replicas": 2})
+    scheduler = SchedulerConfig(max_batch=1, replica_routing=policy)
+    two = Client(config=config.model_copy(update={"tiers": {"small": small}, "scheduler": scheduler}), discover=False)
+    # Two families of questions; within a family they share a long start (a prompt prefix).
+    a, b = "123456789 * 1000 + 987654321 * 1000 - 111111111 * 1000 + ", "(5555555 - 4444444) * (3333333 - 2222222) / 1111111 - "
+    nodes = [{"id": f"{family}{i}", "question": f"{start}{i}"} for family, start in (("a", a), ("b", b)) for i in (1, 2)]
+    events = []
+    try:
+        result = two.solve(graph_job(nodes), on_event=events.append)
+        routed = two.pool.routing()["small"]
+    finally:
+        two.close()
+    assert result.status == "succeeded" and all(n.status == "done" for n in result.nodes)
+    replica = {n.id: n.worker["replica"] for n in result.nodes}
+    pids = {n.worker["replica"]: n.worker["pid"] for n in result.nodes}
+    assert set(replica.values()) == {0, 1} and pids[0] != pids[1]  # two actors, both used
+    started = {e["node"]: e["replica"] for e in events if e["type"] == "node_started"}
+    assert started == replica  # the event says where each node ran
+    if policy == "prefix":
+        assert replica["a1"] == replica["a2"] != replica["b1"] == replica["b2"]
+        assert routed == {"prefix": 2, "least_loaded": 2}
+    else:
+        assert replica["a1"] != replica["a2"] and replica["b1"] != replica["b2"]
+        assert routed == {"prefix": 0, "least_loaded": 4}
+
+
 def test_a_failing_node_fails_the_job_but_keeps_other_branches(client):
     nodes = [
         {"id": "ok", "question": "1 + 1"},

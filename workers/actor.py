@@ -42,9 +42,10 @@ class BatchResult:
 
 
 class ModelWorker:
-    def __init__(self, spec: EngineSpec, tier: str):
+    def __init__(self, spec: EngineSpec, tier: str, replica: int = 0):
         self.spec = spec
         self.tier = tier
+        self.replica = replica
         self._engine = None
 
     @property
@@ -63,7 +64,7 @@ class ModelWorker:
         import ray
 
         node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-        return {"tier": self.tier, "model": self.spec.model, "node_id": node_id, "pid": os.getpid()}
+        return {"tier": self.tier, "replica": self.replica, "model": self.spec.model, "node_id": node_id, "pid": os.getpid()}
 
     # The Engine protocol, for callers outside this actor (the SGD planner's one call).
     def generate(self, prompts: list, params) -> list:
