@@ -129,8 +129,7 @@ def main() -> None:
                     for task in dict.fromkeys(r["task"] for r in rows):
                         per_task[key][task] = summarize([r for r in rows if r["task"] == task])["accuracy"]
                     save(args, results)
-            if hasattr(worker.engine, "close"):
-                worker.engine.close()
+            worker.engine.close()
 
     tasks = list(dict.fromkeys(p["task"] for problems in sets.values() for p in problems))
     table = Table(title=f"reasoning-gym, seed {args.seed}: " + ", ".join(f"{name} {len(p)} problems" for name, p in sets.items()))

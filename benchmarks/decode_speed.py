@@ -77,8 +77,7 @@ def main() -> None:
             speeds[name]["batch"].append(batch)
             identical[name] = min(identical.get(name, len(PROMPTS)), sum(a == b for a, b in zip(single_texts, batch_texts)))
     for engine in engines.values():
-        if hasattr(engine, "close"):
-            engine.close()
+        engine.close()
 
     median = {name: {arm: statistics.median(values) for arm, values in arms.items()} for name, arms in speeds.items()}
     table = Table(title=f"greedy, {args.max_tokens} tokens, {len(PROMPTS)} prompts, median of {args.repeats} rounds")

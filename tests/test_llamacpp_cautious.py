@@ -35,11 +35,13 @@ def test_a_threshold_above_every_step_is_plain_greedy(llama):
     (cautious,) = llama.generate([PROMPT], SamplingParams(max_tokens=40, cautious_entropy=1e6))[0]
     assert cautious.text == plain.text and cautious.trial_tokens == 0
     assert cautious.completion_tokens == plain.completion_tokens
+    assert cautious.decode == {"cautious_steps": plain.completion_tokens}  # every step looked at, none branched
 
 
 def test_a_low_threshold_branches_and_counts_its_trials(llama):
     (cautious,) = llama.generate([PROMPT], SamplingParams(max_tokens=40, cautious_entropy=0.5, seed=5))[0]
     assert cautious.trial_tokens > 0  # trials ran, and their tokens are extra compute
+    assert 0 < cautious.decode["cautious_branched"] < cautious.decode["cautious_steps"] <= cautious.completion_tokens
     assert 0 < cautious.completion_tokens <= 40 and cautious.text
     assert cautious.computed_tokens - cautious.trial_tokens == cautious.prompt_tokens - cautious.cached_tokens + cautious.completion_tokens
     assert all(lp <= 0 for lp in cautious.logprobs)

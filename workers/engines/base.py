@@ -140,6 +140,9 @@ class Engine(Protocol):
 
     def info(self) -> EngineInfo: ...
 
+    def close(self) -> None:
+        """Release what the engine holds outside this process (a server it started, connections)."""
+
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
     """Cut text before the earliest stop string; returns (text, matched stop or None)."""

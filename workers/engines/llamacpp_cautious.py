@@ -51,6 +51,7 @@ def cautious_completion(post: Callable[[dict], dict], prompt: str, params: Sampl
             first = False
         steps = reply.get("completion_probabilities") or []
         branch = next((i for i, step in enumerate(steps) if spec.trials(entropy(step.get("top_logprobs") or []))), None)
+        _count(out, "cautious_steps", len(steps) if branch is None else branch + 1)
         if branch is None:
             out.text += reply.get("content", "")
             out.logprobs += [float(s["logprob"]) for s in steps]
@@ -66,6 +67,7 @@ def cautious_completion(post: Callable[[dict], dict], prompt: str, params: Sampl
         out.completion_tokens += branch
         out.trial_tokens += int(reply.get("tokens_predicted", 0)) - branch
         trials = spec.trials(entropy(steps[branch].get("top_logprobs") or []))
+        _count(out, "cautious_branched", 1)
         body = {
             **base,
             "prompt": prompt + out.text,
@@ -90,6 +92,11 @@ def cautious_completion(post: Callable[[dict], dict], prompt: str, params: Sampl
             out.finish_reason, out.stop_reason = "stop", ending if user_stop else None
             return out
     return out
+
+
+def _count(out: Completion, counter: str, n: int) -> None:
+    # The transformers engine's counters (workers.engines.cautious), so a benchmark reads both alike.
+    out.decode[counter] = out.decode.get(counter, 0) + n
 
 
 def _mean_logprob(candidate: dict) -> float:

@@ -114,6 +114,9 @@ class TransformersEngine:
     def info(self) -> EngineInfo:
         return self._info
 
+    def close(self) -> None:
+        """Nothing to release: the model and its KV live in this process."""
+
     def render(self, prompt: Prompt) -> str:
         """Text the model sees; a chat ending in an assistant turn is continued, not closed."""
         if isinstance(prompt, str):
