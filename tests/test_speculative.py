@@ -97,3 +97,18 @@ def test_a_draft_model_option_without_its_draft_engine_says_how_to_build_one(eng
             engine.generate(["1, 2, 3,"], SamplingParams(max_tokens=2))
     finally:
         engine.speculative = before
+
+
+@pytest.mark.slow
+def test_llama_server_drafts_report_their_counts():
+    """A llamacpp tier's `speculative` option is llama-server's n-gram drafting; the server's
+    draft counts come back under the transformers engine's counter names."""
+    spec = EngineSpec(kind="llamacpp", model=EMBEDDED_MODEL, parallel=1, speculative=SpeculativeSpec("prompt_lookup", draft_tokens=4))
+    engine = make_engine(spec)
+    try:
+        count = " ".join(str(i) for i in range(1, 21))  # greedy goes on counting: n-grams of the prompt
+        ((drafted,),) = engine.generate([f"{count}\n{count}\n{count}\n1 2 3"], SamplingParams(max_tokens=24))
+    finally:
+        engine.close()
+    assert drafted.decode["speculative_drafted"] > 0
+    assert 0 <= drafted.decode["speculative_accepted"] <= drafted.decode["speculative_drafted"]

@@ -289,6 +289,9 @@ class LlamaCppEngine:
 def _completion(reply: dict, first: bool) -> Completion:
     stopped = reply.get("stop_type")
     prompt_tokens = int(reply.get("tokens_evaluated", 0))
+    timings = reply.get("timings") or {}
+    # The server's own drafting, under the transformers engine's counter names.
+    drafted = {"speculative_drafted": int(timings["draft_n"]), "speculative_accepted": int(timings.get("draft_n_accepted", 0))} if "draft_n" in timings else {}
     return Completion(
         text=reply.get("content", ""),
         token_ids=list(reply.get("tokens") or []),
@@ -298,6 +301,7 @@ def _completion(reply: dict, first: bool) -> Completion:
         stop_reason=reply.get("stopping_word") or None if stopped == "word" else None,
         prompt_tokens=prompt_tokens,
         # The samples after the first start from a copy of the first one's prompt KV.
-        cached_tokens=int((reply.get("timings") or {}).get("cache_n", 0)) if first else prompt_tokens,
+        cached_tokens=int(timings.get("cache_n", 0)) if first else prompt_tokens,
         completion_tokens=int(reply.get("tokens_predicted", 0)),
+        decode=drafted,
     )
