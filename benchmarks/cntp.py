@@ -1,16 +1,19 @@
 """Cautious next-token prediction vs plain decoding (issue 9): accuracy and tokens.
 
 Problems: the `reasoning-gym` set of benchmarks/accuracy.py (fixed seed). Both arms run the
-same per-sample method (PAL by default: the best of the embedded model's methods here) on one
-engine, batched, greedy unless --temperature is given; the cautious arm switches CNTP on
-through the strategy's `cautious_entropy` parameter (trials at steps whose next-token
-entropy is above --entropy nats; the engine's --trials and --span apply). Tokens are reported as
+same per-sample method (PAL by default) on one engine of a tier of the default config (`large`:
+CNTP's rounds against llama-server; `small`: inside plait's decode loop), batched, greedy
+unless --temperature is given; a cautious arm switches CNTP on through the strategy's
+`cautious_entropy` parameter (trials at steps whose next-token entropy is above the
+threshold in nats; --trials and --span apply). Several comma-separated --entropy values give
+one cautious arm each (to choose a threshold on other seeds than the ones reported). Tokens are reported as
 output tokens and as computed tokens (output + every trial token: the kept trial is computed
 again as output), since CNTP buys
 its accuracy with extra compute. Ends with one JSON object: the accuracy of each arm, the
-ratio of accuracies and the ratio of computed tokens (cautious / plain).
+ratio of accuracies and the ratio of computed tokens (first cautious arm / plain).
 
-    python benchmarks/cntp.py --per-task 13 --method pal --entropy 2.0
+    python benchmarks/cntp.py --seed 99 --per-task 4 --entropy 0.5,1.0,2.0    # choose
+    python benchmarks/cntp.py --per-task 13 --entropy 1.0                     # report
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import Progress
 
 from accuracy import TASKS, load_problems
+from orchestrator.config import default_tiers
 from verifiers import math as math_verifier
+from workers.engines import make_engine
 from workers.engines.options import CautiousSpec
-from workers.engines.transformers_engine import TransformersEngine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
 from workers.types import Budget
@@ -33,14 +38,15 @@ from workers.types import Budget
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", default="large", help="a tier of the default config")
     parser.add_argument("--per-task", type=int, default=13, help=f"problems per task ({len(TASKS)} tasks)")
     parser.add_argument("--method", default="pal", choices=("cot", "pal", "tora"))
-    parser.add_argument("--max-tokens", type=int, default=96, help="generated tokens per call at most")
+    parser.add_argument("--max-tokens", type=int, default=384, help="generated tokens per call at most")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-    parser.add_argument("--entropy", type=float, default=2.0, help="CNTP: entropy threshold in nats")
+    parser.add_argument("--entropy", default="1.0", help="CNTP: entropy thresholds in nats, one cautious arm each")
     parser.add_argument("--trials", type=int, default=4, help="CNTP: trials at the flattest steps")
     parser.add_argument("--span", type=int, default=16, help="CNTP: longest trial in tokens")
-    parser.add_argument("--batch", type=int, default=13, help="problems per engine batch")
+    parser.add_argument("--batch", type=int, default=8, help="problems per engine batch")
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
 
@@ -49,8 +55,9 @@ def main() -> None:
     questions = [p["entry"]["question"] for p in problems]
     references = [str(p["entry"]["answer"]) for p in problems]
     spec = CautiousSpec(0.0, args.trials, args.span)
-    engine = TransformersEngine(max_batch=64, cautious=spec)
-    arms = {"plain": 0.0, "cautious": args.entropy}
+    engine = make_engine(replace(default_tiers()[args.tier].engine_spec(), cautious=spec))
+    thresholds = [float(e) for e in args.entropy.split(",")]
+    arms = {"plain": 0.0, **{f"cautious@{e:g}": e for e in thresholds}}
     results = {}
     with Progress(console=console) as progress:
         for arm, entropy in arms.items():
@@ -74,18 +81,22 @@ def main() -> None:
             }
             console.print(f"{arm}: {correct}/{len(questions)} correct, {results[arm]}")
 
-    plain, cautious = results["plain"], results["cautious"]
+    engine.close()
+    plain, cautious = results["plain"], results[f"cautious@{thresholds[0]:g}"]
     print(
         json.dumps(
             {
                 "name": "cntp",
+                "tier": args.tier,
+                "model": engine.info().model_id,
+                "seed": args.seed,
                 "problems": len(questions),
                 "method": args.method,
                 "temperature": args.temperature,
-                "cautious": {**spec.to_dict(), "entropy": args.entropy},
+                "cautious": {"max_trials": spec.max_trials, "span_tokens": spec.span_tokens, "entropy": thresholds},
                 "arms": results,
                 "ratio": round(cautious["accuracy"] / plain["accuracy"], 3) if plain["accuracy"] else None,
-                "ratio_of": "cautious / plain accuracy (None: plain scored 0)",
+                "ratio_of": f"cautious (entropy {thresholds[0]:g}) / plain accuracy (None: plain scored 0)",
                 "compute_ratio": round(cautious["computed_tokens"] / plain["computed_tokens"], 3),
             }
         )

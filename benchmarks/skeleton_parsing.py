@@ -1,6 +1,7 @@
 """How often the planner model writes a parseable skeleton, with and without constrained decoding.
 
-The SGD planner prompt goes to the engine (default: the embedded SmolLM2-135M) for problems
+The SGD planner prompt (the one `plan_sgd` gives this model) goes to a tier's engine (default
+`large`, Qwen2.5-Coder-1.5B on llama.cpp; `small`, SmolLM2-135M) for problems
 from `reasoning-gym` (fixed seed; the tasks of benchmarks/accuracy.py plus multi-part problems
 from benchmarks/skeleton_quality.py), greedy, once under the skeleton's JSON schema and once
 free. For each output:
@@ -28,9 +29,10 @@ from rich.table import Table
 
 from multipart import multi_part_problems
 from accuracy import TASKS, load_problems
-from planners.sgd import PLANNER_PROMPT, parse_skeleton, skeleton_schema
+from orchestrator.config import default_tiers
+from planners.sgd import parse_skeleton, planner_prompt, skeleton_schema
+from workers.engines import make_engine
 from workers.engines.base import SamplingParams
-from workers.engines.transformers_engine import TransformersEngine
 
 NO_JSON = "the output has no skeleton JSON object"
 
@@ -53,6 +55,7 @@ def grade(text: str, problem: str, schema: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", default="large", help="a tier of the default config")
     parser.add_argument("--problems", type=int, default=50)
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=512)
@@ -63,7 +66,8 @@ def main() -> None:
     single = load_problems(list(TASKS), -(-half // len(TASKS)), args.seed)[:half]
     problems = [p["entry"]["question"] for p in single] + [p.question for p in multi_part_problems(args.problems - half, args.seed)]
     schema = skeleton_schema()
-    engine = TransformersEngine()
+    engine = make_engine(default_tiers()[args.tier].engine_spec())
+    prompt = planner_prompt(engine.info().model_id)
     console = Console(stderr=True)
     arms = {"constrained": schema, "free": None}
     rows: dict[str, list[dict]] = {arm: [] for arm in arms}
@@ -75,15 +79,16 @@ def main() -> None:
             began = time.perf_counter()
             for start in range(0, len(problems), args.batch):
                 chunk = problems[start : start + args.batch]
-                outputs = engine.generate([PLANNER_PROMPT.prompt(p) for p in chunk], params)
+                outputs = engine.generate([prompt.prompt(p) for p in chunk], params)
                 rows[arm] += [grade(group[0].text, p, schema) for p, group in zip(chunk, outputs)]
                 progress.advance(bar, len(chunk))
             seconds[arm] = (time.perf_counter() - began) / len(problems)
+    engine.close()
 
     def share(arm: str, key: str) -> float:
         return sum(r[key] for r in rows[arm]) / len(rows[arm])
 
-    table = Table(title=f"SGD planner output on {len(problems)} problems (seed {args.seed}, greedy)")
+    table = Table(title=f"SGD planner output of {engine.info().model_id} on {len(problems)} problems (seed {args.seed}, greedy)")
     for column in ("arm", "strict JSON", "usable", "atomic", "mean nodes", "mean repairs", "s/problem"):
         table.add_column(column, justify="right")
     summary = {}
@@ -104,6 +109,8 @@ def main() -> None:
         json.dumps(
             {
                 "name": "skeleton_parsing",
+                "tier": args.tier,
+                "model": engine.info().model_id,
                 "problems": len(problems),
                 "seed": args.seed,
                 **{f"{arm}_{k}": v for arm in arms for k, v in summary[arm].items()},

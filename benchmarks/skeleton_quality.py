@@ -6,11 +6,13 @@ chain and word problems whose later parts use earlier answers.
 Per problem, the SGD arm runs first (`planner: sgd`, each node with the chosen strategy);
 then the single arm runs the whole problem as one node with the same strategy and a
 generated-token budget equal to what the SGD arm generated on that problem (planner
-included). Both run through a local-mode Client on the embedded model. Reports accuracy
-(plait's verifier against the reference), tokens and seconds per problem for both arms.
+included). Both run through a local-mode Client on the default config (every difficulty on
+`large`). With --routed, a third arm runs SGD again with that routing table instead (e.g.
+`1=small,3=large`: the planner's easy nodes on the 135M model). Reports accuracy (plait's
+verifier against the reference), tokens and seconds per problem for every arm.
 Last line: one JSON object.
 
-    python benchmarks/skeleton_quality.py --problems 20 --strategy pal
+    python benchmarks/skeleton_quality.py --problems 30 --strategy pal [--routed 1=small,3=large]
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def main() -> None:
     parser.add_argument("--strategy", default="pal", choices=("pal", "cot", "tora"))
     parser.add_argument("--max-tokens", type=int, default=256, help="SGD arm: generated-token budget per node")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--routed", default="", help="a third arm: SGD with this routing, e.g. 1=small,3=large")
     args = parser.parse_args()
+    routed = {int(level): tier for level, tier in (pair.split("=") for pair in args.routed.split(",") if pair)}
+    arms = ("sgd", "single", *(("sgd_routed",) if routed else ()))
 
     console = Console(stderr=True)
     problems = multi_part_problems(args.problems, args.seed)
@@ -74,7 +79,10 @@ def main() -> None:
                 base = {"problem": problem.question, "strategy": {"name": args.strategy}, "reference": problem.answer}
                 sgd = run_arm(client, {**base, "planner": "sgd", "budget": {"max_tokens": args.max_tokens}})
                 single = run_arm(client, {**base, "planner": "none", "budget": {"max_tokens": max(sgd["generated"], 1)}})
-                rows.append({"kind": problem.kind, "reference": problem.answer, "sgd": sgd, "single": single})
+                row = {"kind": problem.kind, "reference": problem.answer, "sgd": sgd, "single": single}
+                if routed:
+                    row["sgd_routed"] = run_arm(client, {**base, "planner": "sgd", "tiers": routed, "budget": {"max_tokens": args.max_tokens}})
+                rows.append(row)
                 progress.advance(bar)
     finally:
         client.close()
@@ -89,7 +97,7 @@ def main() -> None:
     table = Table(title=f"{len(rows)} multi-part problems (seed {args.seed}), strategy {args.strategy}, greedy")
     for column in ("arm", "accuracy", *(f"acc. {k}" for k in KINDS), "tokens", "generated", "nodes", "s/problem"):
         table.add_column(column, justify="right")
-    for arm in ("sgd", "single"):
+    for arm in arms:
         table.add_row(
             arm,
             f"{mean(arm, 'correct'):.0%}",
@@ -108,8 +116,9 @@ def main() -> None:
                 "problems": len(rows),
                 "strategy": args.strategy,
                 "seed": args.seed,
-                **{f"{arm}_{key}": round(mean(arm, key), 3) for arm in ("sgd", "single") for key in ("correct", "tokens", "generated", "seconds", "nodes")},
-                **{f"{arm}_correct_{k}": round(mean(arm, "correct", k), 3) for arm in ("sgd", "single") for k in KINDS},
+                "routed": {str(level): tier for level, tier in routed.items()} or None,
+                **{f"{arm}_{key}": round(mean(arm, key), 3) for arm in arms for key in ("correct", "tokens", "generated", "seconds", "nodes")},
+                **{f"{arm}_correct_{k}": round(mean(arm, "correct", k), 3) for arm in arms for k in KINDS},
                 "ratio": round(mean("sgd", "correct") / single_acc, 3) if single_acc else None,
                 "ratio_of": "SGD accuracy / single-pass accuracy (None: the single pass solved nothing)",
             }

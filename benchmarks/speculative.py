@@ -1,12 +1,15 @@
-"""Speculative decoding with prompt-lookup drafts vs plain decoding (issue 9).
+"""Speculative decoding with prompt-lookup (n-gram) drafts vs plain decoding, on one tier.
 
-ToRA-style generations: the ToRA few-shot prompt on reasoning-gym problems (the set of
-benchmarks/accuracy.py, fixed seed), greedy, one problem at a time (speculation pays most
-when a step is latency-bound). Both arms run on one engine with the prefix KV cache off,
-alternating per problem; the outputs must be identical. Prints tokens/s per arm, the draft
-acceptance rate, and one JSON object with the ratio (speculative / plain tokens per second).
+ToRA-style generations (the tier's own ToRA prompt) on reasoning-gym problems (the set of
+benchmarks/accuracy.py, fixed seed), greedy. Two engines of the tier are built, the same but
+for `speculative` (the prefix KV cache off): on `small` plait's own decode loop drafts from the
+prompt; on `large` llama-server does (`--spec-type ngram-simple`). Each `--batch` size runs
+both arms over the same problems, `size` prompts per `generate`, the arms alternating per
+batch. Reports generated tokens/s per arm and size, the draft acceptance rate where the engine
+reports it, and how many greedy texts the two arms share; the last line is one JSON object
+whose ratio is speculative / plain tokens/s at the first size. Run it alone on the machine.
 
-    python benchmarks/speculative.py --problems 8 --max-tokens 160
+    python benchmarks/speculative.py --tier large --problems 8 --batch 1,8 --max-tokens 160
 """
 
 from __future__ import annotations
@@ -14,77 +17,99 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 
 from accuracy import TASKS, load_problems
+from orchestrator.config import default_tiers
+from workers.engines import make_engine
 from workers.engines.base import SamplingParams
-from workers.engines.speculative import SpeculativeSpec
-from workers.engines.transformers_engine import TransformersEngine
+from workers.engines.options import SpeculativeSpec
 from workers.kvcache import CacheSpec
-from workers.strategies.prompts import TORA_PROMPT
+from workers.strategies.prompts import OUTPUT_FENCE, prompt_set
+
+ARMS = ("plain", "speculative")
+
+
+def measure(engines: dict, prompts: list, size: int, params: SamplingParams, progress) -> dict:
+    """Both arms over `prompts` in batches of `size`, alternating which arm goes first."""
+    out = {arm: {"seconds": 0.0, "tokens": 0, "drafted": 0, "accepted": 0, "texts": []} for arm in ARMS}
+    bar = progress.add_task(f"batch {size}", total=len(prompts))
+    for k, start in enumerate(range(0, len(prompts), size)):
+        chunk = prompts[start : start + size]
+        for arm in ARMS if k % 2 == 0 else ARMS[::-1]:
+            began = time.perf_counter()
+            completions = [c for (c,) in engines[arm].generate(chunk, params)]
+            row = out[arm]
+            row["seconds"] += time.perf_counter() - began
+            row["tokens"] += sum(c.completion_tokens for c in completions)
+            row["drafted"] += sum(c.decode.get("speculative_drafted", 0) for c in completions)
+            row["accepted"] += sum(c.decode.get("speculative_accepted", 0) for c in completions)
+            row["texts"] += [c.text for c in completions]
+        progress.advance(bar, len(chunk))
+    identical = sum(a == b for a, b in zip(out["plain"]["texts"], out["speculative"]["texts"]))
+    return {
+        "tokens_per_second": {arm: round(out[arm]["tokens"] / out[arm]["seconds"], 2) for arm in ARMS},
+        "tokens": {arm: out[arm]["tokens"] for arm in ARMS},
+        "acceptance": round(out["speculative"]["accepted"] / out["speculative"]["drafted"], 4) if out["speculative"]["drafted"] else None,
+        "identical": identical,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", default="large", help="a tier of the default config")
     parser.add_argument("--problems", type=int, default=8)
+    parser.add_argument("--batch", default="1,8", help="comma-separated prompts per generate call")
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--draft-tokens", type=int, default=4)
-    parser.add_argument("--ngram", type=int, default=3)
+    parser.add_argument("--ngram", type=int, default=3, help="small only: longest n-gram looked up")
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
+    sizes = [int(s) for s in args.batch.split(",")]
 
     console = Console(stderr=True)
     per_task = -(-args.problems // len(TASKS))
     problems = load_problems(list(TASKS), per_task, args.seed)[: args.problems]
-    engine = TransformersEngine(kv_cache=CacheSpec(backend="off"))
+    base = replace(default_tiers()[args.tier].engine_spec(), kv_cache=CacheSpec(backend="off"), parallel=max(sizes))
     drafts = SpeculativeSpec("prompt_lookup", args.draft_tokens, args.ngram)
-    params = SamplingParams(max_tokens=args.max_tokens, stop=("```output",))
-    engine.generate([TORA_PROMPT.prompt("What is 1 + 1?")], SamplingParams(max_tokens=4))  # warm-up
+    engines = {"plain": make_engine(base), "speculative": make_engine(replace(base, speculative=drafts))}
+    model = engines["plain"].info().model_id
+    tora = prompt_set(model).tora
+    prompts = [tora.prompt(p["entry"]["question"]) for p in problems]
+    params = SamplingParams(max_tokens=args.max_tokens, stop=(OUTPUT_FENCE,))
+    for engine in engines.values():
+        engine.generate([tora.prompt("What is 1 + 1?")], SamplingParams(max_tokens=4))  # warm-up: load, start the server
 
-    seconds = {"plain": 0.0, "speculative": 0.0}
-    tokens = {"plain": 0, "speculative": 0}
-    identical, proposed, accepted = 0, 0, 0
     with Progress(console=console) as progress:
-        bar = progress.add_task("problems", total=len(problems))
-        for k, problem in enumerate(problems):
-            prompt = TORA_PROMPT.prompt(problem["entry"]["question"])
-            texts = {}
-            for arm in (("plain", "speculative") if k % 2 == 0 else ("speculative", "plain")):
-                engine.speculative = drafts if arm == "speculative" else SpeculativeSpec()
-                started = time.perf_counter()
-                ((completion,),) = engine.generate([prompt], params)
-                seconds[arm] += time.perf_counter() - started
-                tokens[arm] += completion.completion_tokens
-                texts[arm] = completion.token_ids
-                proposed += completion.decode.get("speculative_drafted", 0)
-                accepted += completion.decode.get("speculative_accepted", 0)
-            identical += texts["plain"] == texts["speculative"]
-            progress.advance(bar)
+        by_size = {size: measure(engines, prompts, size, params, progress) for size in sizes}
+    for engine in engines.values():
+        engine.close()
 
-    rate = {arm: tokens[arm] / seconds[arm] for arm in seconds}
-    acceptance = accepted / proposed if proposed else 0.0
-    console.print(
-        f"plain {rate['plain']:.1f} tok/s, speculative {rate['speculative']:.1f} tok/s; "
-        f"drafts accepted {accepted}/{proposed} ({acceptance:.0%}); identical {identical}/{len(problems)}"
-    )
+    table = Table(title=f"{model}, greedy, {len(prompts)} ToRA prompts, {args.max_tokens} tokens, {args.draft_tokens} draft tokens")
+    for column in ("batch", "plain tok/s", "speculative tok/s", "ratio", "acceptance", "identical texts"):
+        table.add_column(column, justify="right")
+    for size, row in by_size.items():
+        rate = row["tokens_per_second"]
+        row["ratio"] = round(rate["speculative"] / rate["plain"], 3)
+        acceptance = "-" if row["acceptance"] is None else f"{row['acceptance']:.0%}"
+        table.add_row(str(size), f"{rate['plain']:.1f}", f"{rate['speculative']:.1f}", f"{row['ratio']:.2f}", acceptance, f"{row['identical']}/{len(prompts)}")
+    console.print(table)
     print(
         json.dumps(
             {
                 "name": "speculative",
-                "problems": len(problems),
+                "tier": args.tier,
+                "model": model,
+                "problems": len(prompts),
                 "max_tokens": args.max_tokens,
                 "draft_tokens": args.draft_tokens,
-                "ngram": args.ngram,
-                "tokens_per_second": {arm: round(r, 2) for arm, r in rate.items()},
-                "seconds": {arm: round(s, 2) for arm, s in seconds.items()},
-                "acceptance": round(acceptance, 4),
-                "proposed": proposed,
-                "accepted": accepted,
-                "identical": identical,
-                "ratio": round(rate["speculative"] / rate["plain"], 3),
-                "ratio_of": "speculative / plain generated tokens per second",
+                "by_batch": by_size,
+                "ratio": by_size[sizes[0]]["ratio"],
+                "ratio_of": f"speculative / plain generated tokens per second at batch {sizes[0]}",
             }
         )
     )
