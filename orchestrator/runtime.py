@@ -122,7 +122,9 @@ class WorkerPool:
         return self._routers[tier].choose(texts)
 
     def release(self, tier: str, replica: int) -> None:
-        self._routers[tier].release(replica)
+        router = self._routers.get(tier)
+        if router is not None:  # None once the pool is shut down under a running job
+            router.release(replica)
 
     @contextmanager
     def routed(self, tier: str, texts: list[str]):
