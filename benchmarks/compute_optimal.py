@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--max-depth", type=int, default=6, help="REBASE: steps per path at most")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--plot", type=Path, default=Path("compute_optimal.png"))
+    parser.add_argument("--out", type=Path, default=Path("results/compute_optimal.json"), help="the curves so far, rewritten after every phase")
     args = parser.parse_args()
 
     console = Console(stderr=True)
@@ -75,6 +76,13 @@ def main() -> None:
     chunks = [range(i, min(i + args.batch, len(questions))) for i in range(0, len(questions), args.batch)]
     curves: dict[str, dict[int, tuple[float, float]]] = {}  # strategy -> N -> (accuracy, mean FLOPs)
     began = time.monotonic()
+    auc: dict[str, float | None] = {}
+
+    def checkpoint() -> None:
+        # A run of hours stopped part-way keeps what it measured.
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        state = {"args": {k: str(v) for k, v in vars(args).items()}, "reward_auc": auc, "curves": _curves_json(curves)}
+        args.out.write_text(json.dumps(state, indent=1))
 
     def run(name: str, params: dict, per_sample: int, n: int, bar) -> list:
         out = []
@@ -87,6 +95,7 @@ def main() -> None:
     with Progress(console=console) as progress:
         greedy = run("greedy", {"method": args.method, "max_tokens_per_call": args.sample_tokens}, args.sample_tokens, 1, progress.add_task("greedy", total=len(questions)))
         curves["greedy"] = {1: _point([a.answer for a in greedy], references, [a.flops for a in greedy])}
+        checkpoint()
 
         # The method itself, on every question repeated `top` times: the shared samples.
         method = make_strategy(args.method, {"temperature": 0.7, "seed": args.seed, "max_tokens_per_call": args.sample_tokens})
@@ -99,7 +108,7 @@ def main() -> None:
             progress.advance(bar, len(chunk))
         k = args.auc_samples
         right = [correct(s.answer, r) for group, r in zip(samples, references) for s in group[:k]]
-        auc, scored = {}, {}  # scored: reward -> each problem's scores of its first k samples
+        scored = {}  # reward -> each problem's scores of its first k samples
         for name in REWARDS:
             reward = make_reward(name, engine)
             bar = progress.add_task(f"reward {name}", total=len(samples))
@@ -108,6 +117,7 @@ def main() -> None:
                 scored[name].append(reward.score([candidate(s) for s in group[:k]]))
                 progress.advance(bar)
             auc[name] = _auc([v for vs in scored[name] for v in vs], right)
+            checkpoint()
         chosen = max(auc, key=lambda name: auc[name] if auc[name] is not None else -1) if args.reward == "auto" else args.reward
         reward = make_reward(chosen, engine)
         # Each candidate is scored on its own, so the first k scores are reused, not recomputed.
@@ -119,12 +129,14 @@ def main() -> None:
                 picks = [voter.choose([s.answer for s in group[:n]], r[:n], MathVerifier())[0] for group, r in zip(samples, rewards)]
                 answers = [group[i].answer if i is not None else None for group, i in zip(samples, picks)]
                 curves[name][n] = _point(answers, references, [sum(s.flops for s in group[:n]) for group in samples])
+            checkpoint()
 
         curves["rebase"] = {}
         for n in budgets:
             params = {"method": args.method, "reward": chosen, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
             tree = run("rebase", params, args.sample_tokens, n, progress.add_task(f"rebase N={n}", total=len(questions)))
             curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
+            checkpoint()
 
     for name, value in auc.items():
         console.print(f"reward {name}: AUC {value if value is None else round(value, 3)}" + ("  <- used" if name == chosen else ""))
@@ -151,7 +163,7 @@ def main() -> None:
                 "reward": chosen,
                 "reward_auc": {k: (round(v, 4) if v is not None else None) for k, v in auc.items()},
                 "seed": args.seed,
-                "curves": {name: {str(n): {"accuracy": round(a, 4), "flops": round(f)} for n, (a, f) in points.items()} for name, points in curves.items()},
+                "curves": _curves_json(curves),
                 "weighted_best_accuracy": round(best_acc, 4),
                 "ratio": ratio,
                 "ratio_of": "weighted voting's FLOPs at its best accuracy / the least FLOPs at which REBASE reaches it (None: REBASE never does, or that accuracy is 0)",
@@ -160,6 +172,10 @@ def main() -> None:
             }
         )
     )
+
+
+def _curves_json(curves: dict) -> dict:
+    return {name: {str(n): {"accuracy": round(a, 4), "flops": round(f)} for n, (a, f) in points.items()} for name, points in curves.items()}
 
 
 def _auc(scores: list[float], right: list[bool]) -> float | None:

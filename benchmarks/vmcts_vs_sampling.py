@@ -2,12 +2,13 @@
 
 For every specification under benchmarks/data/<language>/ (Dafny and Coq by default; Lean
 where `lean` is installed), both arms get the same generated-token budget per spec and the
-same real checker; each stops at its first verified program. All specs of a language run
+same real checker and the same engine, a tier of the default config (`large`: Qwen2.5-Coder-1.5B
+on llama.cpp); each stops at its first verified program. All specs of a language run
 as one batch, so each engine call carries every live spec's samples. Prints a table per
 arm (solved, tokens, checker calls) and ends with one JSON object: solved counts, tokens
 and seconds per solve, and the ratio of solved counts (VMCTS / resampling).
 
-    python benchmarks/vmcts_vs_sampling.py --tokens 1024 --languages dafny coq
+    python benchmarks/vmcts_vs_sampling.py --tier large --tokens 1024 --languages dafny coq
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.config import default_tiers
 from verifiers.programs import EXTENSIONS, verify_program
-from workers.engines.transformers_engine import TransformersEngine
+from workers.engines import make_engine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
 from workers.types import Budget
@@ -35,6 +37,7 @@ ARMS = ("vmcts", "resample")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", default="large", help="a tier of the default config")
     parser.add_argument("--languages", nargs="+", default=["dafny", "coq"], choices=sorted(SUFFIXES))
     parser.add_argument("--tokens", type=int, default=1024, help="generated tokens per spec, each arm")
     parser.add_argument("--program-tokens", type=int, default=128, help="tokens per sampled program / rollout")
@@ -45,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     console = Console(stderr=True)
-    engine = TransformersEngine()
+    engine = make_engine(default_tiers()[args.tier].engine_spec())
     began = time.monotonic()
     rows: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for language in args.languages:
@@ -90,7 +93,7 @@ def main() -> None:
         table.add_row(*cells)
     console.print(table)
 
-    summary = {"name": "vmcts_vs_sampling", "tokens_per_spec": args.tokens, "seed": args.seed, "model": engine.info().model_id}
+    summary = {"name": "vmcts_vs_sampling", "tier": args.tier, "tokens_per_spec": args.tokens, "seed": args.seed, "model": engine.info().model_id}
     for arm in ARMS:
         solved = [r for r in rows[arm] if r["solved"]]
         summary[arm] = {
@@ -107,6 +110,7 @@ def main() -> None:
     summary["ratio"] = round(summary["vmcts"]["solved"] / base, 3) if base else None
     summary["ratio_of"] = "specs solved by VMCTS / by resampling at the same token budget (None: resampling solved none)"
     summary["seconds"] = round(time.monotonic() - began, 1)
+    engine.close()
     print(json.dumps(summary))
 
 
