@@ -45,3 +45,20 @@ def test_a_low_threshold_branches_and_counts_its_trials(llama):
     assert 0 < cautious.completion_tokens <= 40 and cautious.text
     assert cautious.computed_tokens - cautious.trial_tokens == cautious.prompt_tokens - cautious.cached_tokens + cautious.completion_tokens
     assert all(lp <= 0 for lp in cautious.logprobs)
+
+
+def test_a_branch_wastes_at_most_one_round_and_its_trials(llama, monkeypatch):
+    from workers.engines.llamacpp_cautious import ROUND_TOKENS, TOP_K
+
+    sent = []
+    post = llama.api.post
+    monkeypatch.setattr(llama.api, "post", lambda path, body: sent.append(body) or post(path, body))
+    (cautious,) = llama.generate([PROMPT], SamplingParams(max_tokens=120, cautious_entropy=0.5, seed=7))[0]
+    spec = llama.cautious
+    branched = cautious.decode["cautious_branched"]
+    # Greedy rounds are short, so what a branch throws away is the rest of its round and its
+    # trials, not the rest of the whole completion.
+    rounds = [body for body in sent if body.get("n_probs") == TOP_K]
+    assert rounds and all(body["n_predict"] <= ROUND_TOKENS for body in rounds)
+    assert 0 < cautious.trial_tokens <= branched * (ROUND_TOKENS + spec.max_trials * spec.span_tokens)
+    assert cautious.completion_tokens <= 120

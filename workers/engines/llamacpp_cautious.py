@@ -3,7 +3,9 @@
 The transformers engine branches inside its decode loop (`cautious.py`); a server decodes on
 its own, so here the same rule runs from the outside, in rounds:
 
-1. decode greedily (or as asked) with each token's top-K log-probabilities;
+1. decode greedily (or as asked) with each token's top-K log-probabilities, at most
+   `ROUND_TOKENS` at a time (what follows a branch point is decoded for nothing, so a round
+   is kept short; the next round reuses the prompt's KV from the server's cache);
 2. find the first token whose next-token entropy, over those top K, is above the threshold
    (the tail beyond K is left out, so the entropy is a lower bound and the rule branches a
    little less often than with the full distribution);
@@ -26,6 +28,7 @@ from workers.engines.options import CautiousSpec
 
 TOP_K = 20  # log-probabilities per token the entropy is computed from
 TRIAL_ENDS = (".", ",", ";", ":", "!", "?", "\n")
+ROUND_TOKENS = 32  # tokens decoded per round before looking for a branch point
 
 
 def entropy(top: list[dict]) -> float:
@@ -44,7 +47,7 @@ def cautious_completion(post: Callable[[dict], dict], prompt: str, params: Sampl
     first = True
     while out.completion_tokens < params.max_tokens:
         left = params.max_tokens - out.completion_tokens
-        reply = post({**base, "prompt": prompt + out.text, "n_predict": left, "stop": list(params.stop), "n_probs": TOP_K})
+        reply = post({**base, "prompt": prompt + out.text, "n_predict": min(left, ROUND_TOKENS), "stop": list(params.stop), "n_probs": TOP_K})
         if first:
             out.prompt_tokens = int(reply.get("tokens_evaluated", 0))
             out.cached_tokens = int((reply.get("timings") or {}).get("cache_n", 0))
@@ -53,13 +56,16 @@ def cautious_completion(post: Callable[[dict], dict], prompt: str, params: Sampl
         branch = next((i for i, step in enumerate(steps) if spec.trials(entropy(step.get("top_logprobs") or []))), None)
         _count(out, "cautious_steps", len(steps) if branch is None else branch + 1)
         if branch is None:
+            if not steps:  # nothing more came, and no stop said why: what there is, is the output
+                return out
             out.text += reply.get("content", "")
             out.logprobs += [float(s["logprob"]) for s in steps]
             out.token_ids += list(reply.get("tokens") or [])
             out.completion_tokens += int(reply.get("tokens_predicted", 0))
             if reply.get("stop_type") in ("eos", "word"):
                 out.finish_reason, out.stop_reason = "stop", reply.get("stopping_word") or None
-            return out
+                return out
+            continue
         kept = steps[:branch]
         out.text += _text(kept)
         out.logprobs += [float(s["logprob"]) for s in kept]
