@@ -139,6 +139,12 @@ def test_n_samples_and_seeds(subject):
     first, again = (subject.engine.generate(["Once upon a time"], one)[0][0].text for _ in range(2))
     other = subject.engine.generate(["Once upon a time"], SamplingParams(max_tokens=16, temperature=1.0, seed=12))[0][0].text
     assert first == again and first != other
+    # The same prompt twice in one seeded call: two samples, and (where batching does not
+    # change the numerics) the call is reproducible.
+    twice = [c.text for (c,) in subject.engine.generate(["Once upon a time"] * 2, one)]
+    assert twice[0] != twice[1]
+    if subject.batch_invariant:
+        assert twice == [c.text for (c,) in subject.engine.generate(["Once upon a time"] * 2, one)]
 
 
 def test_logprobs_agree_with_score(subject):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol, Union, runtime_checkable
 
 
@@ -66,6 +66,16 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def per_prompt(params: SamplingParams, count: int) -> list[SamplingParams]:
+    """The params of each prompt of a batch that a server gets one request each. A seeded
+    batch gives its prompts seeds seed, seed + 1, ...: a server samples a request from its seed
+    alone, so the same prompt listed twice (two samples of one question) would otherwise come
+    back twice the same, where rows of the transformers engine's one seeded batch differ."""
+    if params.seed is None:
+        return [params] * count
+    return [replace(params, seed=params.seed + i) for i in range(count)]
 
 
 def check_cautious_entropy(value: float | None) -> None:

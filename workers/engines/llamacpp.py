@@ -35,7 +35,7 @@ import httpx
 
 from plait.errors import EngineError, MissingDependency
 from tools.processes import Supervised, free_port
-from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams
+from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, per_prompt
 from workers.engines.http import JsonAPI
 from workers.engines.llamacpp_build import LLAMA_CPP_PYTHON, server_binary
 from workers.engines.llamacpp_cautious import cautious_completion
@@ -209,9 +209,10 @@ class LlamaCppEngine:
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         cautious = self.cautious if params.cautious_entropy is None else replace(self.cautious, entropy=params.cautious_entropy)
+        each = list(zip(prompts, per_prompt(params, len(prompts))))
         if cautious.on and params.json_schema is None:  # as in the transformers engine, a schema switches CNTP off
-            return self._supervised(lambda: self.api.map(lambda p: self._cautious(p, params, cautious), prompts))
-        return self._supervised(lambda: self.api.map(lambda p: self._generate_one(p, params), prompts))
+            return self._supervised(lambda: self.api.map(lambda pp: self._cautious(*pp, cautious), each))
+        return self._supervised(lambda: self.api.map(lambda pp: self._generate_one(*pp), each))
 
     @staticmethod
     def _sampling(params: SamplingParams) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from plait.errors import EngineError
-from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, cut_at_stop
+from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, cut_at_stop, per_prompt
 from workers.engines.http import JsonAPI
 
 
@@ -42,7 +42,7 @@ class OpenAIEngine:
         self.api.close()
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
-        return self.api.map(lambda p: self._generate_one(p, params), prompts)
+        return self.api.map(lambda pp: self._generate_one(*pp), list(zip(prompts, per_prompt(params, len(prompts)))))
 
     def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
         if params.cautious_entropy:
