@@ -49,30 +49,36 @@ def proc_stat(pid: int) -> list[str] | None:
 def start_time(pid: int) -> int | None:
     """When `pid` started (clock ticks since boot, /proc/PID/stat field 22): with the PID it
     names one process, even after the PID is reused. None if there is no such process."""
-    fields = proc_stat(pid)
+    return _started(proc_stat(pid))
+
+
+def still_running(pid: int, started: int) -> bool:
+    """Whether the process that started at `started` as `pid` is alive (not reused, not a zombie)."""
+    fields = proc_stat(pid)  # one read: state and start time of the same process
+    return fields is not None and fields[0] != "Z" and _started(fields) == started
+
+
+def _started(fields: list[str] | None) -> int | None:
     try:
         return int(fields[19]) if fields else None
     except (IndexError, ValueError):
         return None
 
 
-def still_running(pid: int, started: int) -> bool:
-    """Whether the process that started at `started` as `pid` is alive (not reused, not a zombie)."""
-    fields = proc_stat(pid)
-    return fields is not None and fields[0] != "Z" and start_time(pid) == started
-
-
 def descendants(pid: int) -> list[tuple[int, int]]:
     """(pid, start time) of every live process below `pid`, children first."""
     children: dict[int, list[int]] = {}
+    starts: dict[int, int | None] = {}  # from the same read of each process's stat
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = proc_stat(int(stat.parent.name))
+        proc = int(stat.parent.name)
+        fields = proc_stat(proc)
         if fields is not None and fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            children.setdefault(int(fields[1]), []).append(proc)
+            starts[proc] = _started(fields)
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop(0)
-        started = start_time(child)
+        started = starts[child]
         if started is not None:
             found.append((child, started))
         todo += children.get(child, [])
