@@ -47,6 +47,11 @@ def load_problems(tasks: list[str], per_task: int, seed: int) -> list[dict]:
     return problems
 
 
+def correct(answer: str | None, reference: str) -> bool:
+    """Right by plait's math verifier against the dataset's answer (no answer is wrong)."""
+    return answer is not None and math_verifier.verify(answer, reference).verified
+
+
 def run_strategy(worker: ModelWorker, name: str, problems: list[dict], batch: int, budget: Budget, progress, label: str) -> list[dict]:
     rows = []
     bar = progress.add_task(label, total=len(problems))

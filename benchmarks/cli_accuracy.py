@@ -27,12 +27,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from accuracy import load_problems
+from accuracy import correct, load_problems
 from orchestrator import cluster
 from orchestrator.config import load_config
 from orchestrator.spec import JobSpec
 from planners import plan
-from verifiers import math as math_verifier
 from workers.actor import Batch, ModelWorker
 
 PLAIT = str(Path(sys.executable).with_name("plait"))
@@ -82,7 +81,7 @@ def main() -> None:
     for row in rows:
         for arm in ("cli", "harness"):
             answer = row[arm]["answer"]
-            row[arm]["correct"] = answer is not None and math_verifier.verify(str(answer), row["reference"]).verified
+            row[arm]["correct"] = correct(None if answer is None else str(answer), row["reference"])
     accuracy = {arm: sum(r[arm]["correct"] for r in rows) / len(rows) for arm in ("cli", "harness")}
     differ = [i for i, r in enumerate(rows) if r["cli"]["correct"] != r["harness"]["correct"]]
     same_answer = sum(r["cli"]["answer"] == r["harness"]["answer"] for r in rows)

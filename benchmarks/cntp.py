@@ -26,9 +26,8 @@ from dataclasses import replace
 from rich.console import Console
 from rich.progress import Progress
 
-from accuracy import TASKS, load_problems
+from accuracy import TASKS, correct, load_problems
 from orchestrator.config import default_tiers
-from verifiers import math as math_verifier
 from workers.engines import make_engine
 from workers.engines.options import CautiousSpec
 from workers.strategies import make_strategy
@@ -68,18 +67,18 @@ def main() -> None:
                 chunk = questions[start : start + args.batch]
                 attempts += make_strategy(args.method, params).run(chunk, RunContext(engine, Budget()))
                 progress.advance(bar, len(chunk))
-            correct = sum(a.answer is not None and math_verifier.verify(a.answer, r).verified for a, r in zip(attempts, references))
+            right = sum(correct(a.answer, r) for a, r in zip(attempts, references))
             output = sum(a.completion_tokens for a in attempts)
             steps, branched = (sum(a.decode.get(k, 0) for a in attempts) for k in ("cautious_steps", "cautious_branched"))
             results[arm] = {
-                "accuracy": round(correct / len(questions), 4),
-                "correct": correct,
+                "accuracy": round(right / len(questions), 4),
+                "correct": right,
                 "output_tokens": output,
                 "computed_tokens": output + sum(a.trial_tokens for a in attempts),
                 "branch_rate": round(branched / steps, 4) if steps else 0.0,
                 "seconds": round(time.monotonic() - began, 1),
             }
-            console.print(f"{arm}: {correct}/{len(questions)} correct, {results[arm]}")
+            console.print(f"{arm}: {right}/{len(questions)} correct, {results[arm]}")
 
     engine.close()
     plain, cautious = results["plain"], results[f"cautious@{thresholds[0]:g}"]

@@ -31,8 +31,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from accuracy import TASKS, load_problems
-from verifiers import math as math_verifier
+from accuracy import TASKS, correct, load_problems
 from verifiers.role import MathVerifier
 from orchestrator.config import default_tiers
 from workers.engines import make_engine
@@ -43,10 +42,6 @@ from workers.strategies.search import BestOfN, Majority, WeightedMajority, candi
 from workers.types import Budget
 
 VOTERS = {"majority": Majority, "best_of_n": BestOfN, "weighted_majority": WeightedMajority}
-
-
-def correct(answer: str | None, reference: str) -> bool:
-    return answer is not None and math_verifier.verify(answer, reference).verified
 
 
 def main() -> None:
