@@ -555,8 +555,8 @@ def test_parse_answer_rejects_what_is_not_mathematics(text):
     ("Let me run it.", {"outputs": ["1\n2\n", "40\n41\n\n"]}, ("41", "output")),
     ("x = 3", {}, ("x = 3", "text")),
     ("3*Integral(x**3*cos(3*x), x) + C", {}, ("3*Integral(x**3*cos(3*x), x) + C", "text")),
-    ("So the roots are $1$ and $2$.", {}, ("1, 2", "text")),
-    ("Ten pencils: 2 + 3 = 5 dollars in total", {}, ("5", "text")),
+    ("So the roots are $1$ and $2$.", {}, ("1, 2", "last")),
+    ("Ten pencils: 2 + 3 = 5 dollars in total", {}, ("5", "last")),
     ("nothing numeric to be read here", {}, (None, "")),
 ])
 def test_read_answer(transcript, kwargs, expected):

@@ -103,6 +103,17 @@ def test_token_budget_caps_generation_exactly():
     assert engine.calls[0][1].max_tokens == 20 and attempt.completion_tokens == 20
 
 
+def test_a_transcript_cut_off_by_the_cap_has_no_answer_but_a_finished_one_keeps_its_last_value():
+    cut, whole = "Cut?", "Whole?"
+    scripts = {cut: ["First 12 apples, then 30 more and then"], whole: ["So 12 apples plus 30 make 42"]}
+    attempts, _, _ = run("cot", scripts, {"max_tokens_per_call": 6})
+    assert (attempts[0].answer, attempts[0].finish_reason) == (None, "budget")  # 6 words of 8: no answer stated
+    attempts, _, _ = run("cot", scripts)
+    assert [(a.answer, a.answer_source, a.finish_reason) for a in attempts] == [("30", "last", "answered"), ("42", "last", "answered")]
+    (stated,), _, _ = run("cot", {cut: ["The answer is 7. We check: 3 plus 4 is"]}, {"max_tokens_per_call": 6})
+    assert (stated.answer, stated.finish_reason) == ("7", "budget")  # what it stated before the cut counts
+
+
 def test_exhausted_budget_ends_tora_without_another_call():
     q = "Budget?"
     turns = ["Let us run: ```python\nprint(1)\n```\n", "never generated"]

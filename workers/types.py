@@ -93,7 +93,7 @@ class Attempt:
     model_id: str
     text: str = ""  # the assistant's whole transcript, tool outputs included
     answer: str | None = None
-    answer_source: str = ""  # where the answer was read: "boxed", "output", "text", ""
+    answer_source: str = ""  # where the answer was read: "boxed", "output", "text", "last", "verifier", ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -44,7 +44,7 @@ _ONE_NUMBER = re.compile(r"(?i)\bhow many\b|\b(?:sum|product|number|count|total|
 
 class FoundAnswer(NamedTuple):
     text: str | None
-    source: str  # "boxed" | "output" | "text", or "" when nothing was found
+    source: str  # "boxed" | "output" | "text" (stated or bare) | "last" (the last value of prose), or "" when nothing was found
 
 
 def read_answer(transcript: str, *, question: str | None = None, outputs: Sequence[str] = ()) -> FoundAnswer:
@@ -61,7 +61,8 @@ def read_answer(transcript: str, *, question: str | None = None, outputs: Sequen
        succeeded), else the last ```output block of the transcript.
     3. The whole transcript, when it is a bare answer (``x = 3``, ``\\frac{1}{2}``, ``5 cm``).
     4. The last math span (with the spans joined to it by "and", "or", commas) or the last
-       number, whichever comes last.
+       number, whichever comes last: source "last", a guess that a caller may refuse (a
+       transcript cut off mid-sentence states no answer, and its last number is not one).
     """
     text = transcript[-READ_CHARS:].strip()
     boxed = _boxed(text, question)
@@ -76,7 +77,7 @@ def read_answer(transcript: str, *, question: str | None = None, outputs: Sequen
     if is_bare(text):
         return FoundAnswer(text, "text")
     last = _last_value(text)
-    return FoundAnswer(last, "text") if last else FoundAnswer(None, "")
+    return FoundAnswer(last, "last") if last else FoundAnswer(None, "")
 
 
 def boxed_answer(text: str, question: str | None = None) -> str | None:

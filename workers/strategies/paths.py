@@ -202,8 +202,11 @@ class PathBatch:
         path.finished, path.finish_reason = True, reason
 
     def read(self, path: Path) -> None:
-        """The path's final answer, by its (math) method."""
+        """The path's final answer, by its (math) method. A path cut off by its budget or the
+        token cap has stated no answer if all there is to read is its last value."""
         path.answer, path.answer_source = self.method.answer(path)
+        if path.finish_reason == "budget" and path.answer_source == "last":
+            path.answer, path.answer_source = None, ""
         if path.finish_reason == "answered" and path.answer is None:
             path.finish_reason = "no_answer"
 

@@ -31,8 +31,10 @@ def run_to_end(batch: PathBatch, paths: list[Path]) -> None:
         for path, completion in zip(active, batch.generate(active, batch.method.stop, round_, continues)):
             if completion is None:
                 batch.conclude(path, "budget")
-            elif batch.advance(path, completion) or path.program is None:
+            elif batch.advance(path, completion):
                 batch.conclude(path, "answered")
+            elif path.program is None:
+                batch.conclude(path, "budget" if completion.finish_reason == "length" else "answered")
         batch.execute(active, round_)
         round_ += 1
     for path in paths:
