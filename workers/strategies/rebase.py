@@ -81,7 +81,7 @@ class _Tree:
 class Rebase(SearchConfig):
     name: ClassVar[str] = "rebase"
     balance_temperature: float = 0.2  # softmax temperature over rewards when splitting the width
-    max_depth: int = 12
+    max_depth: int = 24  # steps per path: a pal step is one line, and a program of a few hundred tokens has 15-20
     step_tokens: int = 96  # tokens per step at most
 
     def __post_init__(self) -> None:
