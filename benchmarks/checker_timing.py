@@ -2,10 +2,14 @@
 the parent's whole environment, no limits, network on) against the same checks through
 tools.sandbox.run_command, on the benchmark problems' good and bad solutions.
 
-Both arms run in one process on the same prepared texts and command lines, alternating (the
-order swaps every repetition). Prints a line per language and, last, one JSON object:
-ratio = total sandboxed seconds / total direct seconds; each language's ratio and median
-seconds per check alongside, and how many checks got the same verdict both ways.
+For Dafny a third arm, `warm`, sends the same checks to the DafnyServer sessions plait keeps
+running in the sandbox (verifiers.dafny), which skips mono's start-up per check.
+
+The arms run in one process on the same prepared texts and command lines, interleaved (the
+order rotates every repetition). Prints a line per language and, last, one JSON object:
+ratio = total sandboxed seconds / total direct seconds; each language's ratio, median seconds
+per check and, for Dafny, warm_ratio = sandboxed seconds / warm seconds alongside, and how
+many checks got the same verdict every way.
 
     python benchmarks/checker_timing.py [--reps 3] [--languages dafny coq lean]
 """
@@ -26,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.sandbox import isolation_available, run_command  # noqa: E402
 from verifiers.coq import COQ  # noqa: E402
-from verifiers.dafny import DAFNY  # noqa: E402
+from verifiers.dafny import DAFNY, _warm_pool  # noqa: E402
 from verifiers.lean import LEAN  # noqa: E402
 from verifiers.programs import Candidate, ProgramLanguage, Run, installation, mask  # noqa: E402
 from verifiers.types import Checker  # noqa: E402
@@ -54,7 +58,8 @@ def measure(language: ProgramLanguage, reps: int) -> dict | None:
     if tool is None:
         return None
     argv, expose, env = language.command(tool, TIMEOUT), (installation(tool.binary), *tool.expose), dict(tool.env)
-    times = {"direct": [], "sandboxed": []}
+    times: dict[str, list[float]] = {}
+    warm = language is DAFNY and _warm_pool(tool) is not None  # started (and self-tested) before timing
     same = checks = 0
     for path in sorted((DATA / language.name / "solutions").glob(f"*.{SUFFIX[language.name]}")):
         source = path.read_text()
@@ -65,24 +70,33 @@ def measure(language: ProgramLanguage, reps: int) -> dict | None:
             "direct": lambda: direct(argv, language.filename, prepared.text, TIMEOUT + language.grace),
             "sandboxed": lambda: sandboxed(language, argv, prepared.text, TIMEOUT, expose, env),
         }
+        if warm:
+            arms["warm"] = lambda: warmed(language, tool, prepared)
+        times.update({arm: times.get(arm, []) for arm in arms})
         verdicts = {}
         for rep in range(reps):
-            for arm in (("direct", "sandboxed") if rep % 2 == 0 else ("sandboxed", "direct")):
+            order = list(arms)[rep % len(arms) :] + list(arms)[: rep % len(arms)]
+            for arm in order:
                 start = time.perf_counter()
                 run = arms[arm]()
                 times[arm].append(time.perf_counter() - start)
                 verdicts[arm] = language.judge(c, prepared, run).status
         checks += 1
-        same += verdicts["direct"] == verdicts["sandboxed"]
+        same += len(set(verdicts.values())) == 1
     total = {arm: sum(t) for arm, t in times.items()}
     return {
         "checks": checks * reps,
         "same_verdict": f"{same}/{checks}",
-        "median_direct_s": round(statistics.median(times["direct"]), 4),
-        "median_sandboxed_s": round(statistics.median(times["sandboxed"]), 4),
+        **{f"median_{arm}_s": round(statistics.median(t), 4) for arm, t in times.items()},
         "ratio": round(total["sandboxed"] / total["direct"], 4),
+        **({"warm_ratio": round(total["sandboxed"] / total["warm"], 4)} if warm else {}),
         "totals": total,
     }
+
+
+def warmed(language: ProgramLanguage, tool, prepared) -> Run:
+    result = language.run(tool, prepared, TIMEOUT)
+    return Run(result.exit_code, result.stdout + result.stderr)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tools.sandbox import isolation_available
-from verifiers import coq
+from verifiers import coq, dafny
 from verifiers.programs import clear_cache, verify_program
 
 DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
@@ -39,6 +39,16 @@ def fresh_cache():
     clear_cache()
 
 
+@pytest.fixture(params=["warm", "cli"])
+def dafny_route(request, monkeypatch):
+    """Each Dafny check both ways: through the warm DafnyServer sessions and through the CLI."""
+    if request.param == "cli":
+        monkeypatch.setattr(dafny, "_warm_pool", lambda tool: None)
+    else:
+        assert dafny._warm_pool(dafny.toolchain()) is not None, "Debian's Dafny 2.3 ships DafnyServer.exe: it should start"
+    return request.param
+
+
 def test_every_language_has_at_least_ten_problems_with_good_and_bad_solutions():
     for language, ext in (("dafny", "dfy"), ("coq", "v"), ("lean", "lean")):
         names = problems(language, ext)
@@ -58,7 +68,7 @@ SUM_TO_HEAD = SUM_TO + "{\n  s := 0;\n  var i := 0;\n  while i < n\n    invarian
 
 @NEEDS_DAFNY
 @pytest.mark.parametrize("name", problems("dafny", "dfy"))
-def test_dafny_good_solution_verifies_and_bad_one_is_refuted(name):
+def test_dafny_good_solution_verifies_and_bad_one_is_refuted(name, dafny_route):
     def check(kind: str):
         return verify_program("dafny", solution("dafny", name, kind, "dfy"), spec=spec("dafny", name, "dfy"))
 
@@ -83,17 +93,31 @@ def test_dafny_good_solution_verifies_and_bad_one_is_refuted(name):
         (solution("dafny", "max", "good", "dfy"), "verified"),
     ],
 )
-def test_dafny_partial_programs(partial_program, status):
+def test_dafny_partial_programs(partial_program, status, dafny_route):
     verdict = verify_program("dafny", partial_program, spec=MAX if partial_program.startswith(MAX) else SUM_TO, partial=True)
     assert verdict.status == status, verdict.message
     assert verdict.score == {"verified": 1.0, "incomplete": 0.0, "refuted": -1.0}[status]
 
 
 @NEEDS_DAFNY
-def test_dafny_timeout_is_refuted():
+def test_dafny_timeout_is_refuted(dafny_route):
     hard = "lemma Cubes(a: int, b: int, c: int)\n  requires a > 0 && b > 0 && c > 0\n  ensures a*a*a + b*b*b != c*c*c\n{\n}\n"
     verdict = verify_program("dafny", hard, timeout=2)
     assert verdict.status == "refuted" and "timed out" in verdict.message
+
+
+@NEEDS_DAFNY
+def test_a_warm_dafny_server_that_dies_is_replaced_and_the_verdicts_stay_right():
+    good, bad = solution("dafny", "abs", "good", "dfy"), solution("dafny", "abs", "bad", "dfy")
+    pool = dafny._warm_pool(dafny.toolchain())
+    with pool.session() as session:
+        assert session.alive
+        os.killpg(session._proc.pid, 9)  # the whole sandboxed server, as a crash or the OOM killer would
+        session._proc.wait()
+    assert verify_program("dafny", good).status == "verified"
+    assert verify_program("dafny", bad).status == "refuted"
+    with pool.session() as session:
+        assert session.alive
 
 
 @NEEDS_DAFNY

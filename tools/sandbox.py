@@ -240,6 +240,11 @@ def run_command(argv: Sequence[str], files: Mapping[str, str | bytes] | None = N
 
     `env` adds variables to the sandbox's own few; `expose` names paths the program reads that may
     sit under a directory the sandbox hides (a toolchain in a home directory), made visible read-only."""
+    return _execute(_command_job(argv, files, env, expose), _checked(limits, stdin), stdin, _plan())
+
+
+def _command_job(argv: Sequence[str], files: Mapping[str, str | bytes] | None, env: Mapping[str, str] | None,
+                 expose: Sequence[str]) -> _Job:
     if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
         raise ValueError(f"argv must be a non-empty sequence of str, got {argv!r}")
     contents = {}
@@ -252,8 +257,7 @@ def run_command(argv: Sequence[str], files: Mapping[str, str | bytes] | None = N
     extra = dict(env or {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
         raise ValueError("env must map str to str")
-    job = _Job(tuple(argv), contents, extra, tuple(os.path.realpath(p) for p in expose))
-    return _execute(job, _checked(limits, stdin), stdin, _plan())
+    return _Job(tuple(argv), contents, extra, tuple(os.path.realpath(p) for p in expose))
 
 
 def isolation_available() -> str:
@@ -319,10 +323,7 @@ def _execute(job: _Job, limits: SandboxLimits, stdin: str, plan: _Plan) -> ExecR
             if uid is not None and not bwrap:
                 popen_kwargs.update(user=uid, group=uid, extra_groups=[])
             fsize = limits.file_size_mb * _MIB
-            launcher = [sys.executable, "-I", "-S", "-B", "-c", _LAUNCHER, str(limits.cpu_seconds),
-                        str(limits.memory_mb * _MIB), str(fsize), str(limits.max_processes),
-                        str(uid if uid is not None and bwrap else -1), str(report.fileno() if report else -1),
-                        *job.argv]
+            launcher = _launcher(limits, uid if bwrap else None, report.fileno() if report else -1, job.argv)
             command = _wrap(plan, scratch, inputs, limits.disk_mb * _MIB, job.expose, launcher)
             start = time.monotonic()
             # Output goes to files, not pipes: RLIMIT_FSIZE bounds them, never the parent's memory.
@@ -362,6 +363,12 @@ def _execute(job: _Job, limits: SandboxLimits, stdin: str, plan: _Plan) -> ExecR
         status = "ok" if exit_code == 0 else "error"
     return ExecResult(stdout=stdout, stderr=stderr, exit_code=exit_code, status=status,
                       seconds=round(seconds, 3), truncated=cut_out or cut_err, isolation=plan.isolation)
+
+
+def _launcher(limits: SandboxLimits, uid: int | None, report: int, argv: Sequence[str]) -> list[str]:
+    """The command that sets the limits inside the sandbox, becomes `uid` (when given) and execs argv."""
+    return [sys.executable, "-I", "-S", "-B", "-c", _LAUNCHER, str(limits.cpu_seconds), str(limits.memory_mb * _MIB),
+            str(limits.file_size_mb * _MIB), str(limits.max_processes), str(-1 if uid is None else uid), str(report), *argv]
 
 
 def _host_scratch(files: Mapping[str, bytes], uid: int | None) -> str:

@@ -24,17 +24,31 @@ after the text) and the result is checked. An error is *at the unfinished end* w
 Only such errors → ``incomplete``; any other → ``refuted``; a time-out → ``refuted``; no
 error → ``verified`` when nothing had to be closed and no declaration is still missing its
 body, else ``incomplete``.
+
+Warm checks: Dafny 2.x/3.x ship ``DafnyServer.exe`` beside ``Dafny.exe``, which verifies one
+program per request read from stdin (``verify``, the base64 of a JSON task, an end line) and
+prints the same diagnostics as the CLI, then an end marker. Where it is installed, checks go to
+a few such servers kept running in the sandbox (``tools.session``), which saves mono's start-up
+on every check; the verdict is read from the diagnostics as for the CLI (a reply has no exit
+code). A server that dies or fails a request sends that check to the CLI instead; one that
+cannot start at all turns warm checks off for the process.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from tools.sandbox import ExecResult
+from tools.session import SandboxSession, SessionPool
 from verifiers.programs import (
     Candidate,
     Prepared,
@@ -65,6 +79,9 @@ CHEATS = {
 FIXABLE = re.compile(r"maintained by the loop|termination|decrease|postcondition", re.IGNORECASE)
 DIAGNOSTIC = re.compile(r"^\S.*?\((\d+),(\d+)\): (Error.*|Timed out on .*|Verification of .* timed out.*)$", re.MULTILINE)
 GRACE = 5.0  # seconds past Dafny's own per-proof limit before the process is killed (mono starts slowly)
+SERVER_END, CLIENT_END = "[[DAFNY-SERVER: EOM]]", "[[DAFNY-CLIENT: EOM]]"
+WARM_SERVERS = min(4, os.cpu_count() or 1)  # as many as checks run at once (synthesis.check_all)
+WARM_CPU_SECONDS = 3600  # a server's CPU over its whole life; a spent one is replaced
 
 DECLARATIONS = {"method", "lemma", "function", "predicate", "constructor"}
 # Tokens that start a new declaration, so a header still open when one arrives had no body
@@ -81,6 +98,7 @@ TOKEN = re.compile(r"[A-Za-z_][\w'?]*|\d+|\S")
 @dataclass(frozen=True)
 class DafnyToolchain(Toolchain):
     z3: str | None = None
+    server: tuple[str, ...] = ()  # argv of the DafnyServer that comes with this Dafny, if any
 
     @property
     def major(self) -> int:
@@ -104,6 +122,18 @@ class Dafny(ProgramLanguage):
             return [tool.binary, "verify", "--verification-time-limit", limit]
         z3 = [f"/z3exe:{tool.z3}"] if tool.z3 else []
         return [tool.binary, "/compile:0", "/nologo", f"/timeLimit:{limit}", *z3]
+
+    def run(self, tool: DafnyToolchain, prepared: Prepared, timeout: float) -> ExecResult:
+        pool = _warm_pool(tool)
+        if pool is None:
+            return super().run(tool, prepared, timeout)
+        with pool.session() as session:
+            reply = session.request(_server_request(self.command(tool, timeout)[1:], self.filename, prepared.text), SERVER_END, timeout + self.grace)
+        if reply.status == "ended" or "[FAILURE]" in reply.text:
+            return super().run(tool, prepared, timeout)
+        failed = reply.ok and bool(_errors(reply.text))
+        return ExecResult(stdout=reply.text, stderr="", exit_code=4 if failed else 0, status=reply.status,
+                          seconds=round(reply.seconds, 3), truncated=False, isolation=session.isolation)
 
     def keeps_spec(self, source: str, spec: str) -> bool:
         """The spec appears verbatim and the body's `{` follows it (an added clause would change
@@ -144,7 +174,55 @@ def _toolchain(dafny: str) -> DafnyToolchain:
     version = tool_version([dafny, "/version"]) or tool_version([dafny, "--version"])
     beside = Path(sys.executable).with_name("z3")  # the z3-solver wheel's binary in this venv
     z3 = str(beside) if beside.is_file() else shutil.which("z3")
-    return DafnyToolchain(dafny, version, expose=(installation(z3),) if z3 else (), z3=z3)
+    return DafnyToolchain(dafny, version, expose=(installation(z3),) if z3 else (), z3=z3, server=_server_argv(dafny))
+
+
+def _server_argv(dafny: str) -> tuple[str, ...]:
+    """The DafnyServer beside the Dafny.exe that the `dafny` wrapper script runs (Debian's
+    ``exec /usr/bin/cli /usr/lib/dafny/Dafny.exe "$@"``), under the same runtime; () if none."""
+    try:
+        with open(dafny, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return ()
+    found = re.search(rb"exec\s+(\S+)\s+[\"']?(/\S+?/)Dafny\.exe\b", head) if head.startswith(b"#!") else None
+    if found is None:
+        return ()
+    runtime, server = found[1].decode(), found[2].decode() + "DafnyServer.exe"
+    return (runtime, server) if os.path.isfile(server) and shutil.which(runtime) else ()
+
+
+def _server_request(args: list[str], filename: str, source: str) -> str:
+    task = {"args": args, "filename": filename, "source": source, "sourceIsFile": False}
+    return f"verify\n{base64.b64encode(json.dumps(task).encode()).decode()}\n{CLIENT_END}\n"
+
+
+_pools: dict[tuple[str, ...], SessionPool | None] = {}
+_pools_lock = threading.Lock()
+
+
+def _warm_pool(tool: DafnyToolchain) -> SessionPool | None:
+    """The process's warm servers for this Dafny, started on first use; None when it has no
+    server or the server failed its self-test (then every check runs the CLI)."""
+    if not tool.server or tool.major >= 4:
+        return None
+    with _pools_lock:
+        if tool.server not in _pools:
+            _pools[tool.server] = _started_pool(tool)
+        return _pools[tool.server]
+
+
+def _started_pool(tool: DafnyToolchain) -> SessionPool | None:
+    limits = replace(DAFNY.limits(60.0), cpu_seconds=WARM_CPU_SECONDS)
+    start = lambda: SandboxSession(tool.server, limits, env=dict(tool.env), expose=(installation(tool.binary), *tool.expose))  # noqa: E731
+    pool = SessionPool(start, WARM_SERVERS)
+    probe = _server_request(["/compile:0", "/nologo"], "probe.dfy", "method Probe() { assert 1 + 1 == 2; }")
+    with pool.session() as session:
+        reply = session.request(probe, SERVER_END, 120.0)
+    if reply.ok and "[SUCCESS]" in reply.text and not _errors(reply.text):
+        return pool
+    pool.close()
+    return None
 
 
 DAFNY = Dafny("dafny", SYNTAX, CHEATS, INSTALL, "candidate.dfy", grace=GRACE)

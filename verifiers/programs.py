@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Protocol
 
 from plait.errors import InvalidInput
-from tools.sandbox import SandboxLimits, run_command
+from tools.sandbox import ExecResult, SandboxLimits, run_command
 from verifiers.types import Checker, Verdict
 
 DEFAULT_TIMEOUT = 60.0
@@ -212,14 +212,18 @@ class ProgramLanguage:
         if reason:
             return Verdict.of("refuted", f"rejected: {reason}", c.checker)
         prepared = self.prepare(c)
-        result = run_command(
-            [*self.command(tool, timeout), self.filename], {self.filename: prepared.text}, self.limits(timeout),
-            env=dict(tool.env), expose=(installation(tool.binary), *tool.expose),
-        )  # fmt: skip
+        result = self.run(tool, prepared, timeout)
         stopped = STOPPED.get(result.status, STOPPED["truncated"] if result.truncated else None)
         if stopped:  # the answer is missing or cut: a proof that needs more than this fails
             return Verdict.of("refuted", stopped.format(timeout=timeout), c.checker)
         return self.judge(c, prepared, Run(result.exit_code, result.stdout + result.stderr))
+
+    def run(self, tool: Toolchain, prepared: Prepared, timeout: float) -> ExecResult:
+        """The checker on the prepared text, in the sandbox."""
+        return run_command(
+            [*self.command(tool, timeout), self.filename], {self.filename: prepared.text}, self.limits(timeout),
+            env=dict(tool.env), expose=(installation(tool.binary), *tool.expose),
+        )  # fmt: skip
 
     def limits(self, timeout: float) -> SandboxLimits:
         wall = timeout + self.grace
