@@ -37,7 +37,7 @@ class Calculator(MathMethod):
     def resumes(self, path: Path) -> bool:
         return True
 
-    def advance(self, path: Path, completion: Completion) -> bool:
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
         path.step = completion.text
         path.text += completion.text
         tagged = completion.stop_reason == ">>" and "<<" in completion.text

@@ -84,6 +84,16 @@ def test_rebase_pal_runs_the_program_when_its_block_closes():
     assert attempt.answer == "42" and attempt.tool_calls[0].code.strip() == "x = 6 * 7\nprint(x)"
 
 
+def test_rebase_pal_writes_on_after_a_line_its_step_cap_cut_but_not_after_the_budget_cut_it():
+    q = "What is 6 * 7?"
+    scripts = {q: ["x = 6 * 7", "* 7\n", "print(x)\n", "```\n"]}  # the first turn is cut after 3 words
+    (attempt,), _, _ = run("rebase", scripts, {"samples": 1, "method": "pal", "step_tokens": 3})
+    assert attempt.tool_calls[0].code.strip() == "x = 6* 7\nprint(x)" and attempt.answer == "42"
+    (spent,), _, _ = run("rebase", {q: list(scripts[q])}, {"samples": 1, "method": "pal", "step_tokens": 3}, Budget(max_tokens=3))
+    cut = spent.search["tree"][1]
+    assert (cut["step"], cut["finished"]) == ("x = 6", True)  # the budget's end closes the program as written
+
+
 def test_allocate_follows_the_rewards_and_sums_to_the_width():
     assert allocate(16, [0.9, 0.5, 0.1], 0.2) == [14, 2, 0]
     assert allocate(3, [0.2, 0.2], 1.0) in ([2, 1], [1, 2])

@@ -20,7 +20,7 @@ class CoT(MathMethod):
     def prompt(self, path: Path, model_id: str) -> Prompt:
         return prompt_set(model_id).cot.prompt(path.question, path.text)
 
-    def advance(self, path: Path, completion: Completion) -> bool:
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
         path.step = completion.text + (completion.stop_reason or "")  # a step's stop string is prose
         path.text += path.step
         return ended(completion) or boxed_answer(path.text) is not None

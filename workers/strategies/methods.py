@@ -36,10 +36,11 @@ class Method(ABC):
         """The prompt whose continuation extends `path` (the prompt style follows the model)."""
 
     @abstractmethod
-    def advance(self, path: Path, completion: Completion) -> bool:
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
         """Append the completion to the path, setting `path.step` to what it added and
         `path.program` when code must run before the path goes on; True when the solution is
-        complete."""
+        complete. `capped_step`: the token cap that cut this completion was a search step's,
+        and the path's budget goes on (so the cut is not the solution's end)."""
 
 
 class MathMethod(Method):

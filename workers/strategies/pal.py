@@ -28,12 +28,14 @@ class PAL(MathMethod):
     def prompt(self, path: Path, model_id: str) -> Prompt:
         return prompt_set(model_id).pal.prompt(path.question, path.text)
 
-    def advance(self, path: Path, completion: Completion) -> bool:
-        """A line of the program; or, at the program's end (the closing fence, EOS, the token
-        cap), the program as written, closed, to run."""
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
+        """A line of the program (or part of one a step's cap cut: the next step writes on);
+        or, at the program's end (the closing fence, EOS, the budget's cap), the program as
+        written, closed, to run."""
         fence = completion.text.strip().startswith("```")
-        if completion.stop_reason == LINE_END and not fence:
-            path.step = completion.text + LINE_END
+        line = completion.stop_reason == LINE_END
+        if (line or (capped_step and completion.finish_reason == "length")) and not fence:
+            path.step = completion.text + (LINE_END if line else "")
             path.text += path.step
             return False
         path.step = "" if fence else completion.text

@@ -180,11 +180,12 @@ class PathBatch:
         self.ctx.emit(event("generated", round=round_, questions=len(live), tokens=sum(out[i].completion_tokens for i in live)))
         return out
 
-    def advance(self, path: Path, completion: Completion) -> bool:
-        """Append a completion to the path by its method; True when the solution is complete."""
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
+        """Append a completion to the path by its method; True when the solution is complete
+        (`capped_step`: see Method.advance)."""
         path.logprob += sum(completion.logprobs)
         path.completion_tokens += completion.completion_tokens
-        return self.method.advance(path, completion)
+        return self.method.advance(path, completion, capped_step)
 
     def execute(self, paths: list[Path], round_: int) -> None:
         """Run the programs these paths wait on and append each result by the (math) method;

@@ -39,7 +39,7 @@ class ProgramMethod(Method):
     def prompt(self, path: Path, model_id: str) -> Prompt:
         return self.few_shot.prompt(path.question, f"```{self.name}\n{self.program(path.question, path.text)}")
 
-    def advance(self, path: Path, completion: Completion) -> bool:
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
         path.step = completion.text
         path.text += completion.text
         return closed(completion)

@@ -106,7 +106,8 @@ class Rebase(SearchConfig):
                 if completion is None:  # the tree's budget is spent: its open paths stay as they are
                     continue
                 child = dataclasses.replace(parent, id=len(tree.nodes), parent=parent.id, depth=depth, tool_calls=list(parent.tool_calls))
-                if batch.advance(child, completion):
+                # A step cut by its own cap, with the question's budget left, is not the path's end.
+                if batch.advance(child, completion, capped_step=not tree.root.account.spent):
                     batch.conclude(child, "answered")
                 tree.nodes.append(child)
                 children.append((tree, child))

@@ -36,7 +36,7 @@ class ToRA(MathMethod):
     def resumes(self, path: Path) -> bool:
         return len(path.tool_calls) < self.max_tool_calls
 
-    def advance(self, path: Path, completion: Completion) -> bool:
+    def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
         """A round: the model wrote up to a program (which runs when rounds are left; else the
         solution ends there) or to its end."""
         code = pending_program(completion)
