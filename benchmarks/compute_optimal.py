@@ -18,6 +18,9 @@ the curves, and ends with one JSON object including the FLOPs ratio at which REB
 weighted voting's best accuracy. The engine is a tier of plait's default config.
 
     python benchmarks/compute_optimal.py --tier large --method pal --plot compute_optimal.png
+
+A run stopped part-way (it can take hours) keeps its curves in `--out`, and `--report FILE`
+prints that checkpoint's table, plot and JSON line (`"complete": false` when points are missing).
 """
 
 from __future__ import annotations
@@ -59,9 +62,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--plot", type=Path, default=Path("compute_optimal.png"))
     parser.add_argument("--out", type=Path, default=Path("results/compute_optimal.json"), help="the curves so far, rewritten after every phase")
+    parser.add_argument("--report", type=Path, help="measure nothing: the table, plot and JSON line of this checkpoint (--out of a stopped run)")
     args = parser.parse_args()
 
     console = Console(stderr=True)
+    if args.report:
+        return from_checkpoint(args.report, console)
     problems = load_problems(list(TASKS), args.per_task, args.seed)
     questions = [p["entry"]["question"] for p in problems]
     references = [str(p["entry"]["answer"]) for p in problems]
@@ -76,7 +82,8 @@ def main() -> None:
     def checkpoint() -> None:
         # A run of hours stopped part-way keeps what it measured.
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        state = {"args": {k: str(v) for k, v in vars(args).items()}, "reward_auc": auc, "curves": _curves_json(curves)}
+        state = {"args": {k: str(v) for k, v in vars(args).items()}, "model": engine.info().model_id, "seconds": round(time.monotonic() - began, 1),
+                 "reward_auc": auc, "curves": _curves_json(curves)}
         args.out.write_text(json.dumps(state, indent=1))
 
     def run(name: str, params: dict, per_sample: int, n: int, bar) -> list:
@@ -133,40 +140,59 @@ def main() -> None:
             curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
             checkpoint()
 
+    report(curves, auc, chosen, vars(args), engine.info().model_id, len(questions), time.monotonic() - began, console)
+
+
+def report(curves: dict, auc: dict, chosen: str, args: dict, model: str, problems: int, seconds: float, console: Console) -> None:
+    """The table, the plot and the last JSON line, from a finished run or a checkpoint."""
+    budgets = sorted({n for points in curves.values() for n in points})
     for name, value in auc.items():
         console.print(f"reward {name}: AUC {value if value is None else round(value, 3)}" + ("  <- used" if name == chosen else ""))
-    table = Table(title=f"{len(questions)} problems, {args.tier}, method {args.method}, reward {chosen}: accuracy (mean FLOPs/problem)")
+    table = Table(title=f"{problems} problems, {args['tier']}, method {args['method']}, reward {chosen}: accuracy (mean FLOPs/problem)")
     table.add_column("strategy")
     for n in budgets:
         table.add_column(f"N={n}", justify="right")
     for name, points in curves.items():
         table.add_row(name, *(f"{points[n][0]:.1%} ({points[n][1]:.2e})" if n in points else "" for n in budgets))
     console.print(table)
-    _plot(curves, args.plot, f"{len(questions)} reasoning-gym problems, {engine.info().model_id}, {args.method}")
+    _plot(curves, Path(args["plot"]), f"{problems} reasoning-gym problems, {model}, {args['method']}")
 
     best_acc, best_flops = max(curves["weighted_majority"].values(), key=lambda p: (p[0], -p[1]))
-    reaching = [flops for acc, flops in curves["rebase"].values() if acc >= best_acc]
+    reaching = [flops for acc, flops in curves.get("rebase", {}).values() if acc >= best_acc]
     ratio = round(best_flops / min(reaching), 3) if reaching and best_acc > 0 else None
     print(
         json.dumps(
             {
                 "name": "compute_optimal",
-                "problems": len(questions),
-                "tier": args.tier,
-                "model": engine.info().model_id,
-                "method": args.method,
+                "problems": problems,
+                "tier": args["tier"],
+                "model": model,
+                "method": args["method"],
                 "reward": chosen,
                 "reward_auc": {k: (round(v, 4) if v is not None else None) for k, v in auc.items()},
-                "seed": args.seed,
+                "seed": int(args["seed"]),
                 "curves": _curves_json(curves),
+                "complete": all(set(points) == set(budgets) for name, points in curves.items() if name != "greedy"),
                 "weighted_best_accuracy": round(best_acc, 4),
                 "ratio": ratio,
                 "ratio_of": "weighted voting's FLOPs at its best accuracy / the least FLOPs at which REBASE reaches it (None: REBASE never does, or that accuracy is 0)",
-                "seconds": round(time.monotonic() - began, 1),
-                "plot": str(args.plot),
+                "seconds": round(seconds, 1),
+                "plot": str(args["plot"]),
             }
         )
     )
+
+
+def from_checkpoint(path: Path, console: Console) -> None:
+    """Report a run stopped part-way from what its checkpoint holds (its args as they were)."""
+    state = json.loads(path.read_text())
+    curves = {name: {int(n): (p["accuracy"], p["flops"]) for n, p in points.items()} for name, points in state["curves"].items()}
+    auc = state["reward_auc"]
+    chosen = state["args"]["reward"]
+    if chosen == "auto":
+        chosen = max(auc, key=lambda name: auc[name] if auc[name] is not None else -1)
+    problems = int(state["args"]["per_task"]) * len(TASKS)
+    report(curves, auc, chosen, state["args"], state.get("model", "?"), problems, state.get("seconds", 0.0), console)
 
 
 def _curves_json(curves: dict) -> dict:

@@ -45,19 +45,21 @@ def main() -> None:
     parser.add_argument("--check-timeout", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N specs per language")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="both by default; one to finish a run stopped part-way")
     args = parser.parse_args()
 
     console = Console(stderr=True)
     engine = make_engine(default_tiers()[args.tier].engine_spec())
     began = time.monotonic()
-    rows: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    arms = [arm for arm in ARMS if arm in args.arms]
+    rows: dict[str, list[dict]] = {arm: [] for arm in arms}
     for language in args.languages:
         if shutil.which(CHECKERS[language]) is None:
             console.print(f"skipping {language}: {CHECKERS[language]} is not installed")
             continue
         specs = sorted(DATA.joinpath(language).glob(f"*.{SUFFIXES[language]}"))[: args.limit]
         texts = [p.read_text() for p in specs]
-        for arm in ARMS:
+        for arm in arms:
             params = {
                 "language": language, "seed": args.seed, "program_tokens": args.program_tokens,
                 "parallel": args.parallel, "samples": 4096, "check_timeout": args.check_timeout,
@@ -81,20 +83,21 @@ def main() -> None:
                     }
                 )
             console.print(f"{arm} {language}: {sum(r['solved'] for r in rows[arm][-len(specs):])}/{len(specs)} in {seconds:.0f} s")
+            console.file.flush()  # a run of hours shows each arm as it ends
 
     table = Table(title=f"VMCTS vs resampling, {args.tokens} generated tokens per spec")
-    for column in ("spec", *(f"{arm} {what}" for arm in ARMS for what in ("solved", "tokens", "checks"))):
+    for column in ("spec", *(f"{arm} {what}" for arm in arms for what in ("solved", "tokens", "checks"))):
         table.add_column(column)
-    for k, row in enumerate(rows[ARMS[0]]):
+    for k, row in enumerate(rows[arms[0]]):
         cells = [f"{row['language']}/{row['spec']}"]
-        for arm in ARMS:
+        for arm in arms:
             r = rows[arm][k]
             cells += ["yes" if r["solved"] else "no", str(r["tokens"]), str(r["checks"])]
         table.add_row(*cells)
     console.print(table)
 
     summary = {"name": "vmcts_vs_sampling", "tier": args.tier, "tokens_per_spec": args.tokens, "seed": args.seed, "model": engine.info().model_id}
-    for arm in ARMS:
+    for arm in arms:
         solved = [r for r in rows[arm] if r["solved"]]
         summary[arm] = {
             "specs": len(rows[arm]),
@@ -106,7 +109,7 @@ def main() -> None:
             "checks": sum(r["checks"] for r in rows[arm]),
             "solved_specs": [f"{r['language']}/{r['spec']}" for r in solved],
         }
-    base = summary["resample"]["solved"]
+    base = summary["resample"]["solved"] if len(arms) == len(ARMS) else None
     summary["ratio"] = round(summary["vmcts"]["solved"] / base, 3) if base else None
     summary["ratio_of"] = "specs solved by VMCTS / by resampling at the same token budget (None: resampling solved none)"
     summary["seconds"] = round(time.monotonic() - began, 1)
