@@ -304,8 +304,7 @@ def _plan() -> _Plan:
 def _execute(job: _Job, limits: SandboxLimits, stdin: str, plan: _Plan) -> ExecResult:
     uid = _fresh_uid() if plan.drop_uid else None
     bwrap = plan.isolation == "bwrap"
-    # Behind bwrap the scratch dir exists only inside the sandbox, on its private tmpfs /tmp.
-    scratch = f"/tmp/{SCRATCH_PREFIX}{secrets.token_hex(6)}" if bwrap else _host_scratch(job.files, uid)
+    scratch = _scratch(job, plan, uid)
     try:
         with contextlib.ExitStack() as stack:
             def temporary(data: bytes = b""):
@@ -319,16 +318,11 @@ def _execute(job: _Job, limits: SandboxLimits, stdin: str, plan: _Plan) -> ExecR
             # launcher reports the tmpfs's free space at the end through `report`.
             inputs = {name: temporary(data).fileno() for name, data in job.files.items()} if bwrap else {}
             report = temporary() if bwrap else None
-            popen_kwargs = {"pass_fds": (*inputs.values(), report.fileno())} if bwrap else {"cwd": scratch}
-            if uid is not None and not bwrap:
-                popen_kwargs.update(user=uid, group=uid, extra_groups=[])
             fsize = limits.file_size_mb * _MIB
-            launcher = _launcher(limits, uid if bwrap else None, report.fileno() if report else -1, job.argv)
-            command = _wrap(plan, scratch, inputs, limits.disk_mb * _MIB, job.expose, launcher)
             start = time.monotonic()
             # Output goes to files, not pipes: RLIMIT_FSIZE bounds them, never the parent's memory.
-            proc = subprocess.Popen(command, stdin=fin, stdout=fout, stderr=ferr, env=_env(scratch, job.env),
-                                    start_new_session=True, **popen_kwargs)
+            proc = _popen(job, limits, plan, scratch, uid, inputs, report.fileno() if report else -1,
+                          stdin=fin, stdout=fout, stderr=ferr)
             wait_status, cpu, timed_out = _wait(proc, limits.timeout, uid, plan.isolation != "none")
             seconds = time.monotonic() - start
             stdout, cut_out = _head(fout, limits.max_output_chars)
@@ -365,10 +359,26 @@ def _execute(job: _Job, limits: SandboxLimits, stdin: str, plan: _Plan) -> ExecR
                       seconds=round(seconds, 3), truncated=cut_out or cut_err, isolation=plan.isolation)
 
 
-def _launcher(limits: SandboxLimits, uid: int | None, report: int, argv: Sequence[str]) -> list[str]:
-    """The command that sets the limits inside the sandbox, becomes `uid` (when given) and execs argv."""
-    return [sys.executable, "-I", "-S", "-B", "-c", _LAUNCHER, str(limits.cpu_seconds), str(limits.memory_mb * _MIB),
-            str(limits.file_size_mb * _MIB), str(limits.max_processes), str(-1 if uid is None else uid), str(report), *argv]
+def _scratch(job: _Job, plan: _Plan, uid: int | None) -> str:
+    """The run's scratch dir: behind bwrap a path that exists only inside the sandbox (on its
+    private tmpfs /tmp, where bwrap puts the files); otherwise a host dir holding the files."""
+    return f"/tmp/{SCRATCH_PREFIX}{secrets.token_hex(6)}" if plan.isolation == "bwrap" else _host_scratch(job.files, uid)
+
+
+def _popen(job: _Job, limits: SandboxLimits, plan: _Plan, scratch: str, uid: int | None, inputs: dict[str, int],
+           report: int, **streams) -> subprocess.Popen:
+    """Start the job's program in the sandbox: the launcher (limits set inside, then `uid` taken)
+    wrapped by the plan's isolation, in a session of its own. `inputs` and `report` are the
+    descriptors bwrap copies files from and the launcher reports free space to (-1: none)."""
+    bwrap = plan.isolation == "bwrap"
+    kwargs = {"pass_fds": (*inputs.values(), *([report] if report >= 0 else []))} if bwrap else {"cwd": scratch}
+    if uid is not None and not bwrap:
+        kwargs.update(user=uid, group=uid, extra_groups=[])
+    launcher = [sys.executable, "-I", "-S", "-B", "-c", _LAUNCHER, str(limits.cpu_seconds), str(limits.memory_mb * _MIB),
+                str(limits.file_size_mb * _MIB), str(limits.max_processes), str(uid if uid is not None and bwrap else -1),
+                str(report), *job.argv]
+    command = _wrap(plan, scratch, inputs, limits.disk_mb * _MIB, job.expose, launcher)
+    return subprocess.Popen(command, env=_env(scratch, job.env), start_new_session=True, **streams, **kwargs)
 
 
 def _host_scratch(files: Mapping[str, bytes], uid: int | None) -> str:

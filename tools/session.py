@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import os
 import queue
-import secrets
 import select
 import signal
 import subprocess
@@ -29,20 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tools.sandbox import (
-    SCRATCH_PREFIX,
-    _MIB,
-    SandboxLimits,
-    _command_job,
-    _env,
-    _fresh_uid,
-    _host_scratch,
-    _kill_uid,
-    _launcher,
-    _plan,
-    _wrap,
-    remove_tree,
-)
+from tools.sandbox import SandboxLimits, _command_job, _fresh_uid, _kill_uid, _plan, _popen, _scratch, remove_tree
 
 
 @dataclass(frozen=True)
@@ -66,16 +52,10 @@ class SandboxSession:
         plan = _plan()
         self.isolation = plan.isolation
         self._uid = _fresh_uid() if plan.drop_uid else None
-        bwrap = plan.isolation == "bwrap"
-        self._scratch = None if bwrap else _host_scratch({}, self._uid)
-        scratch = self._scratch or f"/tmp/{SCRATCH_PREFIX}{secrets.token_hex(6)}"
-        kwargs = {} if bwrap else {"cwd": scratch}
-        if self._uid is not None and not bwrap:
-            kwargs.update(user=self._uid, group=self._uid, extra_groups=[])
-        launcher = _launcher(self.limits, self._uid if bwrap else None, -1, job.argv)
-        command = _wrap(plan, scratch, {}, self.limits.disk_mb * _MIB, job.expose, launcher)
-        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      env=_env(scratch, job.env), start_new_session=True, **kwargs)
+        scratch = _scratch(job, plan, self._uid)
+        self._scratch = None if plan.isolation == "bwrap" else scratch  # a host dir, removed at close
+        self._proc = _popen(job, self.limits, plan, scratch, self._uid, {}, -1,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self._pending = b""  # read past the last reply's end (a program may print ahead)
 
     @property
