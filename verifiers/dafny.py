@@ -131,8 +131,8 @@ class Dafny(ProgramLanguage):
             reply = session.request(_server_request(self.command(tool, timeout)[1:], self.filename, prepared.text), SERVER_END, timeout + self.grace)
         if reply.status == "ended" or "[FAILURE]" in reply.text:
             return super().run(tool, prepared, timeout)
-        failed = reply.ok and bool(_errors(reply.text))
-        return ExecResult(stdout=reply.text, stderr="", exit_code=4 if failed else 0, status=reply.status,
+        # A reply has no exit code: `judge` reads the diagnostics, and needs the code only when there are none.
+        return ExecResult(stdout=reply.text, stderr="", exit_code=0, status=reply.status,
                           seconds=round(reply.seconds, 3), truncated=False, isolation=session.isolation)
 
     def keeps_spec(self, source: str, spec: str) -> bool:
