@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.sandbox import isolation_available, run_command  # noqa: E402
+from tools.sandbox import isolation_available  # noqa: E402
 from verifiers.coq import COQ  # noqa: E402
 from verifiers.dafny import DAFNY, _warm_pool  # noqa: E402
 from verifiers.lean import LEAN  # noqa: E402
-from verifiers.programs import Candidate, ProgramLanguage, Run, installation, mask  # noqa: E402
+from verifiers.programs import Candidate, ProgramLanguage, Run, mask  # noqa: E402
 from verifiers.types import Checker  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -48,8 +48,7 @@ def direct(argv: list[str], filename: str, text: str, timeout: float) -> Run:
         return Run(proc.returncode, proc.stdout)
 
 
-def sandboxed(language: ProgramLanguage, argv: list[str], text: str, timeout: float, expose: tuple[str, ...], env: dict) -> Run:
-    result = run_command([*argv, language.filename], {language.filename: text}, language.limits(timeout), env=env, expose=expose)
+def as_run(result) -> Run:
     return Run(result.exit_code, result.stdout + result.stderr)
 
 
@@ -57,9 +56,9 @@ def measure(language: ProgramLanguage, reps: int) -> dict | None:
     tool = language.toolchain()
     if tool is None:
         return None
-    argv, expose, env = language.command(tool, TIMEOUT), (installation(tool.binary), *tool.expose), dict(tool.env)
-    times: dict[str, list[float]] = {}
+    argv = language.command(tool, TIMEOUT)
     warm = language is DAFNY and _warm_pool(tool) is not None  # started (and self-tested) before timing
+    times: dict[str, list[float]] = {arm: [] for arm in ("direct", "sandboxed", *(("warm",) if warm else ()))}
     same = checks = 0
     for path in sorted((DATA / language.name / "solutions").glob(f"*.{SUFFIX[language.name]}")):
         source = path.read_text()
@@ -68,11 +67,11 @@ def measure(language: ProgramLanguage, reps: int) -> dict | None:
         prepared = language.prepare(c)
         arms = {
             "direct": lambda: direct(argv, language.filename, prepared.text, TIMEOUT + language.grace),
-            "sandboxed": lambda: sandboxed(language, argv, prepared.text, TIMEOUT, expose, env),
+            # The checker's CLI in the sandbox, as every language runs it (Dafny's own run goes warm).
+            "sandboxed": lambda: as_run(ProgramLanguage.run(language, tool, prepared, TIMEOUT)),
         }
         if warm:
-            arms["warm"] = lambda: warmed(language, tool, prepared)
-        times.update({arm: times.get(arm, []) for arm in arms})
+            arms["warm"] = lambda: as_run(language.run(tool, prepared, TIMEOUT))
         verdicts = {}
         for rep in range(reps):
             order = list(arms)[rep % len(arms) :] + list(arms)[: rep % len(arms)]
@@ -93,10 +92,6 @@ def measure(language: ProgramLanguage, reps: int) -> dict | None:
         "totals": total,
     }
 
-
-def warmed(language: ProgramLanguage, tool, prepared) -> Run:
-    result = language.run(tool, prepared, TIMEOUT)
-    return Run(result.exit_code, result.stdout + result.stderr)
 
 
 def main() -> None:
