@@ -51,11 +51,14 @@ def worker_pid(client: Client, previous: list[int]) -> int | None:
 
 
 def test_workers_come_back_every_time_they_die(client):
-    jobs = [client.submit(chain(3, f"kill {i}")) for i in range(3)]
+    # Each kill gets a job of its own, submitted once the worker is back: jobs submitted all
+    # at the start may all be done before the last kill, leaving nothing in flight to hit.
+    jobs: list[str] = []
     pids: list[int] = []
-    for _ in range(3):
+    for i in range(3):
         pid = wait_for(lambda: worker_pid(client, pids), 120, "the worker")
-        wait_for(lambda: any(client.status(j).status == "running" for j in jobs), 120, "a running job")
+        jobs.append(client.submit(chain(3, f"kill {i}")))
+        wait_for(lambda: started_nodes(client, jobs[-1]), 120, f"job {i} to start a node")
         time.sleep(1.5)  # a batch is in flight on this worker
         os.kill(pid, signal.SIGKILL)
         pids.append(pid)
