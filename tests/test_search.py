@@ -94,6 +94,15 @@ def test_rebase_pal_writes_on_after_a_line_its_step_cap_cut_but_not_after_the_bu
     assert (cut["step"], cut["finished"]) == ("x = 6", True)  # the budget's end closes the program as written
 
 
+def test_rebase_pal_runs_a_program_left_open_when_the_budget_ends_the_search():
+    q = "What is 6 * 7?"
+    # The one line spends the whole budget: no step can follow, so the tree ends with the path open.
+    (attempt,), engine, _ = run("rebase", {q: ["print(6 * 7)\n", "```\n"]}, {"samples": 1, "method": "pal"}, Budget(max_tokens=3))
+    assert len(engine.calls) == 1 and attempt.tool_calls[0].code == "print(6 * 7)" and attempt.answer == "42"
+    (sample,) = attempt.search["samples"]
+    assert sample["answer"] == "42" and sample["reward"] > 0.5  # in the vote, rescored once the program ran
+
+
 def test_allocate_follows_the_rewards_and_sums_to_the_width():
     assert allocate(16, [0.9, 0.5, 0.1], 0.2) == [14, 2, 0]
     assert allocate(3, [0.2, 0.2], 1.0) in ([2, 1], [1, 2])

@@ -42,6 +42,10 @@ class Method(ABC):
         complete. `capped_step`: the token cap that cut this completion was a search step's,
         and the path's budget goes on (so the cut is not the solution's end)."""
 
+    def cut(self, path: Path) -> None:
+        """The budget ended the path before it ended itself: close what it wrote, setting
+        `path.program` if that must still run. Nothing to close by default."""
+
 
 class MathMethod(Method):
     """A method that answers a math question, maybe running programs on the way."""

@@ -39,10 +39,18 @@ class PAL(MathMethod):
             path.text += path.step
             return False
         path.step = "" if fence else completion.text
-        code = (path.text + path.step).removeprefix(OPEN).strip("\n")
+        self._close(path, path.text + path.step)
+        return path.program is None
+
+    def cut(self, path: Path) -> None:
+        """The program as written runs, as it does when one call's token cap cuts it."""
+        self._close(path, path.text)
+
+    @staticmethod
+    def _close(path: Path, written: str) -> None:
+        code = written.removeprefix(OPEN).strip("\n")
         path.text = f"{OPEN}{code}\n```\n"
         path.program = code if code.strip() else None
-        return path.program is None
 
     def ran(self, path: Path, result: ExecResult) -> bool:
         super().ran(path, result)

@@ -202,6 +202,13 @@ class PathBatch:
     def conclude(path: Path, reason: str) -> None:
         path.finished, path.finish_reason = True, reason
 
+    def cut(self, path: Path) -> None:
+        """The budget ends the path: the method closes what it wrote (a program left to run
+        runs at the next `execute`); a path with nothing left to run is concluded."""
+        self.method.cut(path)
+        if path.program is None:
+            self.conclude(path, "budget")
+
     def read(self, path: Path) -> None:
         """The path's final answer, by its (math) method. A path cut off by its budget or the
         token cap has stated no answer if all there is to read is its last value."""

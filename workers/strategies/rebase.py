@@ -6,7 +6,7 @@ reward; the question's remaining width B (N minus the solutions already finished
 among the live nodes in proportion to softmax(reward / temperature), and each node is
 extended by that many sampled next steps. Finished solutions leave the tree; the search ends
 when B reaches 0, the budget runs out or `max_depth` is reached (then the unfinished paths
-are read as they stand). The answer is the weighted majority vote of the finished solutions.
+end as the method ends a path its cap cuts: a pal program runs as written). The answer is the weighted majority vote of the finished solutions.
 
 A step is what the method advances by (its `step_stop`): a sentence for cot, a line of the
 program for pal (the program runs when its block closes), one tool round for tora. All
@@ -103,7 +103,7 @@ class Rebase(SearchConfig):
             outputs = batch.generate([node for _, node in jobs], batch.method.step_stop, depth, continues=True)
             children = []
             for (tree, parent), completion in zip(jobs, outputs):
-                if completion is None:  # the tree's budget is spent: its open paths stay as they are
+                if completion is None:  # the tree's budget is spent: its open paths are cut at the end
                     continue
                 child = dataclasses.replace(parent, id=len(tree.nodes), parent=parent.id, depth=depth, tool_calls=list(parent.tool_calls))
                 # A step cut by its own cap, with the question's budget left, is not the path's end.
@@ -122,13 +122,22 @@ class Rebase(SearchConfig):
                     fresh = [c for t, c in children if t is tree and not c.finished]
                     shares = allocate(tree.width - len(tree.finished), [c.reward for c in fresh], self.balance_temperature)
                     tree.live = [(c, k) for c, k in zip(fresh, shares) if k]
+        self._cut([node for tree in trees for node, _ in tree.live], batch, reward, depth + 1)
         return [self._attempt(tree, batch, reward) for tree in trees]
 
+    @staticmethod
+    def _cut(paths: list[Node], batch: PathBatch, reward, round_: int) -> None:
+        """Paths still open at the end (budget or depth) end as a plain run of the method
+        would at its cap (a pal program runs as written), and join the vote with that."""
+        for path in paths:
+            batch.cut(path)
+        batch.execute(paths, round_)
+        for path in paths:
+            batch.judge(path)
+        for path, value in zip(paths, reward.score([candidate(path) for path in paths])):
+            path.reward = value
+
     def _attempt(self, tree: _Tree, batch: PathBatch, reward) -> Attempt:
-        # Paths still open at the end are read as they stand.
-        for node, _ in tree.live:
-            batch.conclude(node, "budget")
-            batch.read(node)
         done = tree.finished
         groups = tally([n.answer for n in done], [n.reward for n in done], batch.ctx.verifier)
         search = {

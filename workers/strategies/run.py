@@ -30,7 +30,7 @@ def run_to_end(batch: PathBatch, paths: list[Path]) -> None:
         continues = any(batch.method.resumes(path) for path in active)
         for path, completion in zip(active, batch.generate(active, batch.method.stop, round_, continues)):
             if completion is None:
-                batch.conclude(path, "budget")
+                batch.cut(path)
             elif batch.advance(path, completion):
                 batch.conclude(path, "answered")
             elif path.program is None:
