@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--reward", default="auto", choices=("auto", *REWARDS), help="auto: the reward with the best AUC")
     parser.add_argument("--auc-samples", type=int, default=4, help="samples per problem every reward scores for the AUC")
     parser.add_argument("--sample-tokens", type=int, default=160, help="generated tokens per sample at most")
-    parser.add_argument("--batch", type=int, default=4, help="problems per engine batch")
+    parser.add_argument("--in-flight", type=int, default=8, help="paths per engine batch (llama-server's slots on large): problems per batch = this / N")
     parser.add_argument("--max-n", type=int, default=16, help="largest budget N; the curves run N = 1, 2, 4, ... up to it")
     parser.add_argument("--step-tokens", type=int, default=48, help="REBASE: tokens per step (a program line, for pal) at most")
     parser.add_argument("--max-depth", type=int, default=24, help="REBASE: steps per path at most (a 160-token program runs to 15-20 lines)")
@@ -74,21 +74,30 @@ def main() -> None:
     engine = make_engine(default_tiers()[args.tier].engine_spec())
     budgets = [2**k for k in range(args.max_n.bit_length()) if 2**k <= args.max_n]
     top = max(budgets)
-    chunks = [range(i, min(i + args.batch, len(questions))) for i in range(0, len(questions), args.batch)]
+
+    def chunks(n: int) -> list[range]:
+        # As many problems as keep the server's slots busy with N paths each, and no more:
+        # paths beyond the slots queue, and may find their prefix evicted when they run.
+        size = max(1, args.in_flight // n)
+        return [range(i, min(i + size, len(questions))) for i in range(0, len(questions), size)]
+
     curves: dict[str, dict[int, tuple[float, float]]] = {}  # strategy -> N -> (accuracy, mean FLOPs)
     began = time.monotonic()
     auc: dict[str, float | None] = {}
 
-    def checkpoint() -> None:
-        # A run of hours stopped part-way keeps what it measured.
+    def checkpoint(phase: str) -> None:
+        # A run of hours stopped part-way keeps what it measured, and says so as it goes
+        # (progress bars reach a redirected log only at the end).
         args.out.parent.mkdir(parents=True, exist_ok=True)
         state = {"args": {k: str(v) for k, v in vars(args).items()}, "model": engine.info().model_id, "seconds": round(time.monotonic() - began, 1),
                  "reward_auc": auc, "curves": _curves_json(curves)}
         args.out.write_text(json.dumps(state, indent=1))
+        console.print(f"{state['seconds']:.0f} s: {phase} done")
+        console.file.flush()
 
     def run(name: str, params: dict, per_sample: int, n: int, bar) -> list:
         out = []
-        for chunk in chunks:
+        for chunk in chunks(n):
             budget = Budget(max_tokens=per_sample * n, max_samples=n)
             out += make_strategy(name, params).run([questions[i] for i in chunk], RunContext(engine, budget))
             progress.advance(bar, len(chunk))
@@ -97,17 +106,18 @@ def main() -> None:
     with Progress(console=console) as progress:
         greedy = run("greedy", {"method": args.method, "max_tokens_per_call": args.sample_tokens}, args.sample_tokens, 1, progress.add_task("greedy", total=len(questions)))
         curves["greedy"] = {1: _point([a.answer for a in greedy], references, [a.flops for a in greedy])}
-        checkpoint()
+        checkpoint(f"greedy ({curves['greedy'][1][0]:.1%})")
 
         # The method itself, on every question repeated `top` times: the shared samples.
         method = make_strategy(args.method, {"temperature": 0.7, "seed": args.seed, "max_tokens_per_call": args.sample_tokens})
         bar = progress.add_task(f"{top} samples each", total=len(questions))
         samples = []
-        for chunk in chunks:
+        for chunk in chunks(top):
             rows = [questions[i] for i in chunk for _ in range(top)]
             flat = method.run(rows, RunContext(engine, Budget(max_tokens=args.sample_tokens)))
             samples += [flat[k * top : (k + 1) * top] for k in range(len(chunk))]
             progress.advance(bar, len(chunk))
+        checkpoint(f"{top} samples each")
         k = args.auc_samples
         right = [correct(s.answer, r) for group, r in zip(samples, references) for s in group[:k]]
         scored = {}  # reward -> each problem's scores of its first k samples
@@ -119,7 +129,7 @@ def main() -> None:
                 scored[name].append(reward.score([candidate(s) for s in group[:k]]))
                 progress.advance(bar)
             auc[name] = _auc([v for vs in scored[name] for v in vs], right)
-            checkpoint()
+            checkpoint(f"reward {name} (AUC {auc[name]})")
         chosen = max(auc, key=lambda name: auc[name] if auc[name] is not None else -1) if args.reward == "auto" else args.reward
         reward = make_reward(chosen, engine)
         # Each candidate is scored on its own, so the first k scores are reused, not recomputed.
@@ -131,14 +141,14 @@ def main() -> None:
                 picks = [voter.choose([s.answer for s in group[:n]], r[:n], MathVerifier())[0] for group, r in zip(samples, rewards)]
                 answers = [group[i].answer if i is not None else None for group, i in zip(samples, picks)]
                 curves[name][n] = _point(answers, references, [sum(s.flops for s in group[:n]) for group in samples])
-            checkpoint()
+            checkpoint(name)
 
         curves["rebase"] = {}
         for n in budgets:
             params = {"method": args.method, "reward": chosen, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
             tree = run("rebase", params, args.sample_tokens, n, progress.add_task(f"rebase N={n}", total=len(questions)))
             curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
-            checkpoint()
+            checkpoint(f"rebase N={n} ({curves['rebase'][n][0]:.1%})")
 
     report(curves, auc, chosen, vars(args), engine.info().model_id, len(questions), time.monotonic() - began, console)
 
