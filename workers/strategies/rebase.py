@@ -6,7 +6,8 @@ reward; the question's remaining width B (N minus the solutions already finished
 among the live nodes in proportion to softmax(reward / temperature), and each node is
 extended by that many sampled next steps. Finished solutions leave the tree; the search ends
 when B reaches 0, the budget runs out or `max_depth` is reached (then the unfinished paths
-end as the method ends a path its cap cuts: a pal program runs as written). The answer is the weighted majority vote of the finished solutions.
+end as the method ends a path its cap cuts: a pal program runs as written). The answer is
+the weighted majority vote of the finished solutions.
 
 A step is what the method advances by (its `step_stop`): a sentence for cot, a line of the
 program for pal (the program runs when its block closes), one tool round for tora. All
