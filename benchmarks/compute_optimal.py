@@ -130,7 +130,7 @@ def main() -> None:
                 progress.advance(bar)
             auc[name] = _auc([v for vs in scored[name] for v in vs], right)
             checkpoint(f"reward {name} (AUC {auc[name]})")
-        chosen = max(auc, key=lambda name: auc[name] if auc[name] is not None else -1) if args.reward == "auto" else args.reward
+        chosen = _chosen(args.reward, auc)
         reward = make_reward(chosen, engine)
         # Each candidate is scored on its own, so the first k scores are reused, not recomputed.
         rewards = [first + reward.score([candidate(s) for s in group[k:]]) for first, group in zip(scored[chosen], samples)]
@@ -198,11 +198,14 @@ def from_checkpoint(path: Path, console: Console) -> None:
     state = json.loads(path.read_text())
     curves = {name: {int(n): (p["accuracy"], p["flops"]) for n, p in points.items()} for name, points in state["curves"].items()}
     auc = state["reward_auc"]
-    chosen = state["args"]["reward"]
-    if chosen == "auto":
-        chosen = max(auc, key=lambda name: auc[name] if auc[name] is not None else -1)
+    chosen = _chosen(state["args"]["reward"], auc)
     problems = int(state["args"]["per_task"]) * len(TASKS)
     report(curves, auc, chosen, state["args"], state.get("model", "?"), problems, state.get("seconds", 0.0), console)
+
+
+def _chosen(reward: str, auc: dict[str, float | None]) -> str:
+    """The reward the votes and REBASE use: the one asked for, or for "auto" the best AUC."""
+    return max(auc, key=lambda name: auc[name] if auc[name] is not None else -1) if reward == "auto" else reward
 
 
 def _curves_json(curves: dict) -> dict:

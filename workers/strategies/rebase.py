@@ -112,12 +112,7 @@ class Rebase(SearchConfig):
                     batch.conclude(child, "answered")
                 tree.nodes.append(child)
                 children.append((tree, child))
-            batch.execute([child for _, child in children], depth)
-            for _, child in children:
-                if child.finished:
-                    batch.judge(child)
-            for (_, child), value in zip(children, reward.score([candidate(child) for _, child in children])):
-                child.reward = value
+            self._settle([child for _, child in children], batch, reward, depth)
             for tree in trees:
                 if not tree.root.account.exhausted:
                     fresh = [c for t, c in children if t is tree and not c.finished]
@@ -127,16 +122,21 @@ class Rebase(SearchConfig):
         return [self._attempt(tree, batch, reward) for tree in trees]
 
     @staticmethod
-    def _cut(paths: list[Node], batch: PathBatch, reward, round_: int) -> None:
+    def _settle(paths: list[Node], batch: PathBatch, reward, round_: int) -> None:
+        """Run the programs the paths wait on, judge the finished ones and score them all."""
+        batch.execute(paths, round_)
+        for path in paths:
+            if path.finished:
+                batch.judge(path)
+        for path, value in zip(paths, reward.score([candidate(path) for path in paths])):
+            path.reward = value
+
+    def _cut(self, paths: list[Node], batch: PathBatch, reward, round_: int) -> None:
         """Paths still open at the end (budget or depth) end as a plain run of the method
         would at its cap (a pal program runs as written), and join the vote with that."""
         for path in paths:
             batch.cut(path)
-        batch.execute(paths, round_)
-        for path in paths:
-            batch.judge(path)
-        for path, value in zip(paths, reward.score([candidate(path) for path in paths])):
-            path.reward = value
+        self._settle(paths, batch, reward, round_)
 
     def _attempt(self, tree: _Tree, batch: PathBatch, reward) -> Attempt:
         done = tree.finished
