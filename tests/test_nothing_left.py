@@ -53,10 +53,16 @@ class Watcher:
         for stat in Path("/proc").glob("[0-9]*/stat"):
             pid = int(stat.parent.name)
             if _session_of(pid) == self.session and (started := start_time(pid)) is not None:
-                self.seen.setdefault((pid, started), _name(pid))
+                self._record(pid, started)
         for parent in [self.root, *(pid for pid, started in list(self.seen) if still_running(pid, started))]:
             for pid, started in descendants(parent):
-                self.seen.setdefault((pid, started), _name(pid))
+                self._record(pid, started)
+
+    def _record(self, pid: int, started: int) -> None:
+        # A process caught between fork and exec still has its parent's name; the name it
+        # execs into replaces it on a later look (the start time, the key, stays the same).
+        if (name := _name(pid)) != "?" or (pid, started) not in self.seen:
+            self.seen[(pid, started)] = name
 
     def stop(self) -> None:
         self._stop.set()
