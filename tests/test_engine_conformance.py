@@ -125,6 +125,14 @@ def test_stop_string_cuts_the_text(subject):
         assert stopped.stop_reason == "."
 
 
+def test_a_stop_string_that_ends_inside_a_token_leaves_the_rest_of_it_in_stop_tail(subject):
+    (free,) = subject.engine.generate(["The capital of France is"], SamplingParams(max_tokens=8))[0]
+    assert free.text.startswith(" Paris")
+    (stopped,) = subject.engine.generate(["The capital of France is"], SamplingParams(max_tokens=8, stop=("Par",)))[0]
+    # " Paris" is one token: the text stops before "Par", and the rest of the token is the tail.
+    assert (stopped.text, stopped.stop_tail, stopped.completion_tokens) == (" ", "is", 1)
+
+
 def test_max_tokens_ends_with_length(subject):
     (c,) = subject.engine.generate(["Count: 1, 2, 3,"], SamplingParams(max_tokens=5))[0]
     assert (c.finish_reason, c.completion_tokens, len(c.logprobs)) == ("length", 5, 5)

@@ -65,10 +65,11 @@ def test_greedy_is_one_sample_at_temperature_zero():
 def test_rebase_splits_the_width_and_collects_finished_paths():
     q = "What is 2 + 2?"
     # Depth 1: two children, one finished. Depth 2: the open one gets the one sample left.
-    scripts = {q: ["Two plus two. ignored", "\\boxed{4}", "So \\boxed{4}"]}
+    scripts = {q: ["Two plus two. So", "\\boxed{4}", "it is \\boxed{4}"]}
     (attempt,), engine, events = run("rebase", scripts, {"samples": 2, "method": "cot", "reward": "tool"})
     assert [len(prompts) for prompts, _ in engine.calls] == [2, 1]
-    assert engine.calls[1][0][0][-1].content == "Two plus two. "  # the open path is continued
+    # The open path is continued. The stop ". " ends inside the token " So", so the step keeps all of it.
+    assert engine.calls[1][0][0][-1].content == "Two plus two. So"
     tree = attempt.search["tree"]
     assert [(n["id"], n["parent"], n["depth"], n["finished"]) for n in tree] == [
         (0, None, 0, False), (1, 0, 1, False), (2, 0, 1, True), (3, 1, 2, True)
@@ -82,6 +83,15 @@ def test_rebase_pal_runs_the_program_when_its_block_closes():
     scripts = {q: ["x = 6 * 7\n", "print(x)\n", "```\n"]}  # each line ends at its stop string
     (attempt,), _, _ = run("rebase", scripts, {"samples": 1, "method": "pal"})
     assert attempt.answer == "42" and attempt.tool_calls[0].code.strip() == "x = 6 * 7\nprint(x)"
+
+
+def test_rebase_pal_steps_end_with_the_token_that_ends_the_line():
+    q = "What is the square root of 49?"
+    # "math\n\n" is one token: the line's step keeps its blank line, as the model wrote it.
+    scripts = {q: ["import math\n\n", "print(math.sqrt(49))\n", "```\n"]}
+    (attempt,), engine, _ = run("rebase", scripts, {"samples": 1, "method": "pal"})
+    assert engine.calls[1][0][0][-1].content == "```python\nimport math\n\n"  # not a prompt ending inside that token
+    assert attempt.tool_calls[0].code == "import math\n\nprint(math.sqrt(49))" and attempt.answer == "7.0"
 
 
 def test_rebase_pal_writes_on_after_a_line_its_step_cap_cut_but_not_after_the_budget_cut_it():

@@ -12,7 +12,8 @@ from workers.types import Budget
 
 
 class ScriptedEngine:
-    """Test double: each question gets its scripted turns in order; stop strings cut like a server."""
+    """Test double: each question gets its scripted turns in order; a word is a token, and stop
+    strings cut like a server (the rest of the word that completes one is its stop_tail)."""
 
     def __init__(self, scripts: dict[str, list[str]]):
         self.scripts = {q: list(turns) for q, turns in scripts.items()}
@@ -29,10 +30,11 @@ class ScriptedEngine:
         for prompt in prompts:
             raw = self._next_text(prompt)
             words = raw.split(" ")
-            text, matched = cut_at_stop(" ".join(words[: params.max_tokens]), params.stop)
+            text, matched, after = cut_at_stop(" ".join(words[: params.max_tokens]), params.stop)
             tokens = min(len(words), params.max_tokens)
             finish = "stop" if matched or tokens == len(words) else "length"
-            out.append([Completion(text, finish_reason=finish, stop_reason=matched, prompt_tokens=10, completion_tokens=tokens)])
+            tail = after.split(" ", 1)[0]
+            out.append([Completion(text, finish_reason=finish, stop_reason=matched, stop_tail=tail, prompt_tokens=10, completion_tokens=tokens)])
         return out
 
     def _next_text(self, prompt) -> str:

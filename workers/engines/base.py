@@ -95,6 +95,11 @@ class Completion:
     # "length" (the token budget ran out: under json_schema the JSON is then incomplete)
     finish_reason: str = "length"
     stop_reason: str | None = None  # the stop string that matched, None for EOS/length
+    # What the token that completed the stop string wrote past it (the second newline of a
+    # "\n\n" token), "" where the engine cannot tell. A search step that ends at a stop keeps
+    # it, so that the next prompt tokenizes as the model wrote (a prompt ending in half a
+    # token is text the model never saw: it stops writing blank lines, and loops).
+    stop_tail: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose KV was loaded from a prefix cache, not computed
@@ -154,11 +159,12 @@ class Engine(Protocol):
         """Release what the engine holds outside this process (a server it started, connections)."""
 
 
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
-    """Cut text before the earliest stop string; returns (text, matched stop or None)."""
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str | None, str]:
+    """Cut text at the earliest stop string: (the text before it, the matched stop or None,
+    the text after it)."""
     best: tuple[int, str] | None = None
     for s in stop:
         i = text.find(s)
         if i >= 0 and (best is None or i < best[0]):
             best = (i, s)
-    return (text, None) if best is None else (text[: best[0]], best[1])
+    return (text, None, "") if best is None else (text[: best[0]], best[1], text[best[0] + len(best[1]) :])

@@ -35,7 +35,7 @@ import httpx
 
 from plait.errors import EngineError, MissingDependency
 from tools.processes import Supervised, free_port
-from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, per_prompt
+from workers.engines.base import Completion, EngineInfo, Prompt, SamplingParams, cut_at_stop, per_prompt
 from workers.engines.http import JsonAPI
 from workers.engines.llamacpp_build import LLAMA_CPP_PYTHON, server_binary
 from workers.engines.llamacpp_cautious import cautious_completion
@@ -246,7 +246,18 @@ class LlamaCppEngine:
         results = sorted(reply if isinstance(reply, list) else [reply], key=lambda r: r.get("index", 0))
         if len(results) != params.n:
             raise EngineError(f"{self.api.base_url} returned {len(results)} completions for n={params.n}")
-        return [_completion(r, first=i == 0) for i, r in enumerate(results)]
+        completions = [_completion(r, first=i == 0) for i, r in enumerate(results)]
+        for completion in completions:
+            if completion.stop_reason and completion.token_ids:
+                completion.stop_tail = self._stop_tail(completion)
+        return completions
+
+    def _stop_tail(self, completion: Completion) -> str:
+        """What the token that completed the stop string wrote past it: the server's text
+        stops before the stop string, its tokens do not."""
+        written = self.api.post("/detokenize", {"tokens": completion.token_ids})["content"]
+        before, _, after = cut_at_stop(written, (completion.stop_reason,))
+        return after if before == completion.text else ""
 
     def render(self, prompt: Prompt) -> str:
         """The prompt as the model reads it: a chat through the model's own chat template."""

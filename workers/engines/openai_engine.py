@@ -81,7 +81,7 @@ class OpenAIEngine:
         text = (choice["message"]["content"] if "message" in choice else choice.get("text", "")) or ""
         logprobs = _logprobs(choice.get("logprobs"))
         # Servers already cut at the stop string; cut again for servers that leave it in.
-        text, matched = cut_at_stop(text, params.stop)
+        text, matched, _ = cut_at_stop(text, params.stop)
         stop_reason = choice.get("stop_reason")
         return Completion(
             text=text,
@@ -89,6 +89,7 @@ class OpenAIEngine:
             logprobs=logprobs,
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             stop_reason=stop_reason if isinstance(stop_reason, str) else matched,
+            stop_tail=str(choice.get("stop_tail") or ""),  # plait's own server says it; vLLM and SGLang do not
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             # vLLM and SGLang report their own prefix-cache hits here (when enabled).
             cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),

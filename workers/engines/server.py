@@ -126,6 +126,7 @@ def create_app(engine: TransformersEngine, *, api_key: str | None = None) -> Fas
                             "logprobs": logprobs,
                             "finish_reason": c.finish_reason,
                             "stop_reason": c.stop_reason,
+                            "stop_tail": c.stop_tail,  # not OpenAI's: plait's engines read it (Completion.stop_tail)
                         }
                     )
                     completion_tokens += c.completion_tokens
@@ -151,6 +152,7 @@ def create_app(engine: TransformersEngine, *, api_key: str | None = None) -> Fas
                     "logprobs": {"content": _generated_logprobs(engine, c, 0)["content"]} if req.logprobs else None,
                     "finish_reason": c.finish_reason,
                     "stop_reason": c.stop_reason,
+                    "stop_tail": c.stop_tail,
                 }
                 for j, c in enumerate(group)
             ]

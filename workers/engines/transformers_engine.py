@@ -182,13 +182,15 @@ class TransformersEngine:
 
     def _completion(self, row: Row, stop: tuple[str, ...]) -> Completion:
         visible = [t for t in row.ids if t not in self._eos]
-        text, matched = cut_at_stop(self.tokenizer.decode(visible, skip_special_tokens=True), stop)
+        # Decoding stops at the token that completes a stop string: what follows it is that token's.
+        text, matched, tail = cut_at_stop(self.tokenizer.decode(visible, skip_special_tokens=True), stop)
         return Completion(
             text=text,
             token_ids=row.ids,
             logprobs=row.logprobs,
             finish_reason=row.finish,
             stop_reason=matched,
+            stop_tail=tail,
             prompt_tokens=len(row.prompt),
             completion_tokens=len(row.ids),
             cached_tokens=row.cached,

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from verifiers.math import boxed_answer
 from workers.engines.base import Completion, Prompt
-from workers.strategies.methods import MathMethod, ended
+from workers.strategies.methods import MathMethod, ended, written
 from workers.strategies.paths import Path
 from workers.strategies.prompts import prompt_set
 
@@ -21,6 +21,6 @@ class CoT(MathMethod):
         return prompt_set(model_id).cot.prompt(path.question, path.text)
 
     def advance(self, path: Path, completion: Completion, capped_step: bool = False) -> bool:
-        path.step = completion.text + (completion.stop_reason or "")  # a step's stop string is prose
+        path.step = written(completion)  # a step's stop string is prose
         path.text += path.step
         return ended(completion) or boxed_answer(path.text) is not None

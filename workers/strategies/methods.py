@@ -64,6 +64,12 @@ class MathMethod(Method):
         return transcript_answer(path.question, path.text, path.tool_calls)
 
 
+def written(completion: Completion) -> str:
+    """The completion through its last token: the text, the stop string that ended it and
+    what that token wrote past it. A step ends there, not inside a token."""
+    return completion.text + (completion.stop_reason or "") + completion.stop_tail
+
+
 def ended(completion: Completion) -> bool:
     """The model ended the solution itself (EOS), rather than a stop string or the token cap."""
     return completion.finish_reason == "stop" and completion.stop_reason is None

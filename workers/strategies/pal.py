@@ -10,7 +10,7 @@ from tools.sandbox import ExecResult
 from verifiers.math import FoundAnswer
 from workers.engines.base import Completion, Prompt
 from workers.strategies.base import output_answer
-from workers.strategies.methods import MathMethod
+from workers.strategies.methods import MathMethod, written
 from workers.strategies.paths import Path
 from workers.strategies.prompts import prompt_set
 
@@ -35,7 +35,7 @@ class PAL(MathMethod):
         fence = completion.text.strip().startswith("```")
         line = completion.stop_reason == LINE_END
         if (line or (capped_step and completion.finish_reason == "length")) and not fence:
-            path.step = completion.text + (LINE_END if line else "")
+            path.step = written(completion)  # a "\n\n" token's blank line stays with its line
             path.text += path.step
             return False
         path.step = "" if fence else completion.text
