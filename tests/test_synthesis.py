@@ -73,6 +73,15 @@ def test_vmcts_keeps_a_good_step_whose_rollout_failed_and_extends_it():
     assert after_intros in engine.asked
 
 
+def test_a_vmcts_step_keeps_the_blank_lines_after_its_line():
+    # The model writes "intros n." and a blank line (one "\n\n" token): that is the step, and
+    # the search continues after the blank line, not inside its token.
+    after_intros = OPEN + "  intros n.\n\n"
+    attempt, engine = synthesize("vmcts", {OPEN: ["  intros n.\n\n  reflexivity.\nQed.\n```"], after_intros: [INDUCTION]})
+    assert attempt.verdict.verified and after_intros in engine.asked
+    assert "  intros n.\n\n" in [n["step"] for n in attempt.search["tree"]]
+
+
 def test_vmcts_stops_exactly_at_its_expansion_and_token_budgets():
     always_wrong = {OPEN: ["  reflexivity.\nQed.\n```", "  simpl.\n  reflexivity.\nQed.\n```"]}
     attempt, _ = synthesize("vmcts", always_wrong, {"samples": 5, "parallel": 2})

@@ -167,9 +167,10 @@ class VMCTS(SynthesisConfig):
         for (tree, leaf), completion in sampled:
             tree.task.samples_left -= 1
             tree.expansions += 1
-            step, rest = _first_line(completion.text)
-            newline = rest.startswith("\n") or completion.stop_reason == "\n"
-            child = tree.child(leaf, step + ("\n" if newline else ""))
+            # The step ends with its line's newlines, so that no step ends inside a "\n\n" token.
+            written = completion.text + ("\n" + completion.stop_tail if completion.stop_reason == "\n" else "")
+            step, rest = _first_line(written)
+            child = tree.child(leaf, step + rest[: len(rest) - len(rest.lstrip("\n"))])
             child.complete = child.complete or (closed(completion) and not rest.strip())
             rollout = leaf.text + completion.text if self.rollout and not child.complete else None
             expansions.append(_Expansion(tree, leaf, child, rollout, closed(completion)))
@@ -215,8 +216,8 @@ class VMCTS(SynthesisConfig):
 
 
 def _first_line(text: str) -> tuple[str, str]:
-    """(the first line that holds anything but whitespace, with what precedes it; the rest).
-    The line's own newline goes with the rest: the caller decides whether the step had one."""
+    """(the first line that holds anything but whitespace, with what precedes it; the rest,
+    from the line's own newline on)."""
     at = 0
     while True:
         end = text.find("\n", at)
