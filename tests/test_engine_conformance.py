@@ -5,7 +5,7 @@ OpenAIEngine against `plait engine serve` (a separate process), and the llama.cp
 Where an engine does not guarantee something, the case says so and checks what it does
 guarantee: llama.cpp is not batch-invariant (a batch's rows may differ from one-by-one
 decoding in the last bits, so texts can drift), so its batched answers are checked instead
-of compared; it does not report which stop string matched.
+of compared.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class Subject:
     name: str
     engine: object
     batch_invariant: bool
-    reports_stop_string: bool
     kill: object = None  # kills the model server mid-call; None: in-process, nothing to kill
     revive: object = None  # what brings a killed server back (None: the engine does it itself)
 
@@ -70,7 +69,7 @@ def plait_server():
 @pytest.fixture(scope="module", params=["transformers", "openai", "llamacpp"])
 def subject(request, engine, plait_server):
     if request.param == "transformers":
-        yield Subject("transformers", engine, batch_invariant=True, reports_stop_string=True)
+        yield Subject("transformers", engine, batch_invariant=True)
     elif request.param == "openai":
         from workers.engines.openai_engine import OpenAIEngine
 
@@ -84,13 +83,13 @@ def subject(request, engine, plait_server):
         def revive() -> None:
             state["proc"] = start()
 
-        yield Subject("openai", remote, batch_invariant=True, reports_stop_string=True, kill=kill, revive=revive)
+        yield Subject("openai", remote, batch_invariant=True, kill=kill, revive=revive)
         remote.close()
     else:
         from workers.engines.llamacpp import LlamaCppEngine
 
         local = LlamaCppEngine("smollm2-135m", parallel=4)
-        yield Subject("llamacpp", local, batch_invariant=False, reports_stop_string=False, kill=lambda: os.kill(local.server.process.pid, signal.SIGKILL))
+        yield Subject("llamacpp", local, batch_invariant=False, kill=lambda: os.kill(local.server.process.pid, signal.SIGKILL))
         local.close()
 
 
@@ -121,8 +120,7 @@ def test_stop_string_cuts_the_text(subject):
     (stopped,) = subject.engine.generate(["The capital of France is"], SamplingParams(max_tokens=16, stop=(".",)))[0]
     assert stopped.text == free.text.split(".")[0] and stopped.finish_reason == "stop"
     assert stopped.completion_tokens < free.completion_tokens
-    if subject.reports_stop_string:
-        assert stopped.stop_reason == "."
+    assert stopped.stop_reason == "."
 
 
 def test_a_stop_string_that_ends_inside_a_token_leaves_the_rest_of_it_in_stop_tail(subject):
