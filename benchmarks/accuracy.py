@@ -22,7 +22,7 @@ from pathlib import Path
 
 import reasoning_gym
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from tools.sandbox import SandboxLimits
@@ -123,7 +123,7 @@ def main() -> None:
     budget = Budget(max_tokens=args.max_tokens)
     results: dict[str, dict] = {}
     per_task: dict[str, dict[str, float]] = defaultdict(dict)
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         for tier in args.tiers.split(","):
             worker = ModelWorker(tiers[tier].engine_spec(), tier)
             for set_name, problems in sets.items():

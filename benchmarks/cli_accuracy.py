@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from accuracy import correct, load_problems
@@ -62,7 +62,7 @@ def main() -> None:
     tier = graph.nodes()[0].tier
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PLAIT_RAY_ADDRESS", "PLAIT_REDIS_URL")}
     rows = []
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         bar = progress.add_task("plait solve", total=len(problems))
         for problem in problems:
             entry = problem["entry"]

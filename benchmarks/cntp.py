@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 
 from accuracy import TASKS, correct, load_problems
 from orchestrator.config import default_tiers
@@ -58,7 +58,7 @@ def main() -> None:
     thresholds = [float(e) for e in args.entropy.split(",")]
     arms = {"plain": 0.0, **{f"cautious@{e:g}": e for e in thresholds}}
     results = {}
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         for arm, entropy in arms.items():
             params = {"temperature": args.temperature, "seed": args.seed, "max_tokens_per_call": args.max_tokens, "cautious_entropy": entropy}
             bar = progress.add_task(arm, total=len(questions))

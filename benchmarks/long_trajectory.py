@@ -23,7 +23,7 @@ import resource
 import time
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from workers.engines.options import SinkSpec
@@ -56,7 +56,7 @@ def main() -> None:
         runs.append((past, "sinks"))
 
     rows: dict[int, dict[str, dict]] = {}
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         bar = progress.add_task("runs", total=sum(n for n, _ in runs))
         for n, arm in runs:
             engine.sinks = arms[arm]

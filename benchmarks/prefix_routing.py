@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from accuracy import load_problems
@@ -149,7 +149,7 @@ def main() -> None:
         for q in range(args.questions)
         for d in range(args.reports)
     ]
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         arms = {policy: routing_arm(args, policy, jobs, progress) for policy in ("prefix", "least_loaded")}
 
     table = Table(title=f"{len(jobs)} jobs ({args.reports} reports x {args.questions} questions), {args.replicas} replicas of {args.tier}, {args.concurrency} in flight")

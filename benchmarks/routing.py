@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from orchestrator.config import default_tiers
@@ -93,7 +93,7 @@ def main() -> None:
     tiers = default_tiers()
     workers = {name: ModelWorker(tiers[name].engine_spec(), name) for name in ("small", "large")}
     budget = Budget(max_tokens=args.max_tokens)
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         bar = progress.add_task("planner difficulty (large)", total=len(questions))
         for q in questions:
             q["difficulty"] = planner_difficulty(workers["large"].engine, q["question"])

@@ -24,7 +24,7 @@ import time
 
 import jsonschema
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from multipart import multi_part_problems
@@ -72,7 +72,7 @@ def main() -> None:
     arms = {"constrained": schema, "free": None}
     rows: dict[str, list[dict]] = {arm: [] for arm in arms}
     seconds: dict[str, float] = {}
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         for arm, constraint in arms.items():
             bar = progress.add_task(arm, total=len(problems))
             params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, json_schema=constraint)

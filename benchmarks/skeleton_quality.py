@@ -22,7 +22,7 @@ import json
 import time
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from orchestrator.client import Client
@@ -73,7 +73,7 @@ def main() -> None:
     try:
         with console.status("loading the model (warm-up job)"):
             client.solve({"problem": "What is 1 + 1?", "strategy": {"name": args.strategy}, "budget": {"max_tokens": 8}})
-        with Progress(console=console) as progress:
+        with Phases(console) as progress:
             bar = progress.add_task("problems", total=len(problems))
             for problem in problems:
                 base = {"problem": problem.question, "strategy": {"name": args.strategy}, "reference": problem.answer}

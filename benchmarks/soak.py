@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 
 from orchestrator.cluster import RedisServer
 from orchestrator.config import Config, TierConfig
@@ -203,7 +203,7 @@ def main() -> None:
         injector = threading.Thread(target=faults, args=(cluster, window, args.outage, fault_log), daemon=True)
         injector.start()
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        with httpx.Client(base_url=cluster.url, headers=headers, timeout=10) as http, Progress(console=console) as progress:
+        with httpx.Client(base_url=cluster.url, headers=headers, timeout=10) as http, Phases(console) as progress:
             bar = progress.add_task("submitting", total=args.jobs)
             for i in range(args.jobs):
                 key = uuid.uuid4().hex

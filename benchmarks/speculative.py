@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 
 from rich.console import Console
-from rich.progress import Progress
+from phases import Phases
 from rich.table import Table
 
 from accuracy import TASKS, load_problems
@@ -84,7 +84,7 @@ def main() -> None:
     for engine in engines.values():
         engine.generate([tora.prompt("What is 1 + 1?")], SamplingParams(max_tokens=4))  # warm-up: load, start the server
 
-    with Progress(console=console) as progress:
+    with Phases(console) as progress:
         by_size = {size: measure(engines, prompts, size, params, progress) for size in sizes}
     for engine in engines.values():
         engine.close()
