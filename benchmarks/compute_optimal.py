@@ -60,14 +60,15 @@ def main() -> None:
     parser.add_argument("--step-tokens", type=int, default=48, help="REBASE: tokens per step (a program line, for pal) at most")
     parser.add_argument("--max-depth", type=int, default=24, help="REBASE: steps per path at most (a 160-token program runs to 15-20 lines)")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--plot", type=Path, default=Path("compute_optimal.png"))
+    parser.add_argument("--plot", type=Path, help="where the PNG of the curves goes (default compute_optimal.png; with --report: the checkpoint's)")
     parser.add_argument("--out", type=Path, default=Path("results/compute_optimal.json"), help="the curves so far, rewritten after every phase")
     parser.add_argument("--report", type=Path, help="measure nothing: the table, plot and JSON line of this checkpoint (--out of a stopped run)")
     args = parser.parse_args()
 
     console = Console(stderr=True)
     if args.report:
-        return from_checkpoint(args.report, console)
+        return from_checkpoint(args.report, console, args.plot)
+    args.plot = args.plot or Path("compute_optimal.png")
     problems = load_problems(list(TASKS), args.per_task, args.seed)
     questions = [p["entry"]["question"] for p in problems]
     references = [str(p["entry"]["answer"]) for p in problems]
@@ -193,9 +194,12 @@ def report(curves: dict, auc: dict, chosen: str, args: dict, model: str, problem
     )
 
 
-def from_checkpoint(path: Path, console: Console) -> None:
-    """Report a run stopped part-way from what its checkpoint holds (its args as they were)."""
+def from_checkpoint(path: Path, console: Console, plot: Path | None) -> None:
+    """Report a run stopped part-way from what its checkpoint holds (its args as they were,
+    but for the plot's path when one is given)."""
     state = json.loads(path.read_text())
+    if plot is not None:
+        state["args"]["plot"] = str(plot)
     curves = {name: {int(n): (p["accuracy"], p["flops"]) for n, p in points.items()} for name, points in state["curves"].items()}
     auc = state["reward_auc"]
     chosen = _chosen(state["args"]["reward"], auc)
