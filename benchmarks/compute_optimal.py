@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--max-n", type=int, default=16, help="largest budget N; the curves run N = 1, 2, 4, ... up to it")
     parser.add_argument("--step-tokens", type=int, default=48, help="REBASE: tokens per step (a program line, for pal) at most")
     parser.add_argument("--max-depth", type=int, default=24, help="REBASE: steps per path at most (a 160-token program runs to 15-20 lines)")
+    parser.add_argument("--step-reward", choices=REWARDS, help="REBASE: the reward that scores open paths (default: the vote's)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--plot", type=Path, help="where the PNG of the curves goes (default compute_optimal.png; with --report: the checkpoint's)")
     parser.add_argument("--out", type=Path, default=Path("results/compute_optimal.json"), help="the curves so far, rewritten after every phase")
@@ -146,7 +147,7 @@ def main() -> None:
 
         curves["rebase"] = {}
         for n in budgets:
-            params = {"method": args.method, "reward": chosen, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
+            params = {"method": args.method, "reward": chosen, "step_reward": args.step_reward, "seed": args.seed, "step_tokens": args.step_tokens, "max_depth": args.max_depth}
             tree = run("rebase", params, args.sample_tokens, n, progress.add_task(f"rebase N={n}", total=len(questions)))
             curves["rebase"][n] = _point([a.answer for a in tree], references, [a.flops for a in tree])
             checkpoint(f"rebase N={n} ({curves['rebase'][n][0]:.1%})")

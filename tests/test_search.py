@@ -85,6 +85,21 @@ def test_rebase_pal_runs_the_program_when_its_block_closes():
     assert attempt.answer == "42" and attempt.tool_calls[0].code.strip() == "x = 6 * 7\nprint(x)"
 
 
+def test_rebase_step_reward_steers_the_width_to_the_open_paths_it_prefers():
+    q = "What is 6 * 7?"
+    sure, unsure = ("x = 6 * 7\n", -0.01), ("x = 6 + 7\n", -2.0)  # first lines, with their tokens' log-probabilities
+    scripts = {q: [sure, unsure, sure, unsure] + ["print(x)\n"] * 4 + ["```\n"] * 4}
+    params = {"samples": 4, "method": "pal", "reward": "tool"}
+    (even,), engine, _ = run("rebase", {q: list(scripts[q])}, params)
+    continued = [prompt[-1].content for prompt in engine.calls[1][0]]
+    assert sum("6 + 7" in c for c in continued) == 2  # tool cannot tell unrun programs apart: an even split
+    (steered,), engine, _ = run("rebase", {q: list(scripts[q])}, {**params, "step_reward": "lm"})
+    continued = [prompt[-1].content for prompt in engine.calls[1][0]]
+    assert len(continued) == 4 and all("6 * 7" in c for c in continued)
+    assert steered.answer == "42" and steered.search["votes"] == {"42": 3.0} and steered.search["step_reward"] == "lm"
+    assert {s["reward"] for s in steered.search["samples"]} == {0.75}  # the vote is weighted by `reward` (tool: ran, unchecked)
+
+
 def test_rebase_pal_steps_end_with_the_token_that_ends_the_line():
     q = "What is the square root of 49?"
     # "math\n\n" is one token: the line's step keeps its blank line, as the model wrote it.

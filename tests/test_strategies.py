@@ -13,7 +13,8 @@ from workers.types import Budget
 
 class ScriptedEngine:
     """Test double: each question gets its scripted turns in order; a word is a token, and stop
-    strings cut like a server (the rest of the word that completes one is its stop_tail)."""
+    strings cut like a server (the rest of the word that completes one is its stop_tail). A
+    turn is its text, or (text, log-probability of each of its tokens)."""
 
     def __init__(self, scripts: dict[str, list[str]]):
         self.scripts = {q: list(turns) for q, turns in scripts.items()}
@@ -29,12 +30,14 @@ class ScriptedEngine:
         out = []
         for prompt in prompts:
             raw = self._next_text(prompt)
+            raw, logprob = raw if isinstance(raw, tuple) else (raw, 0.0)
             words = raw.split(" ")
             text, matched, after = cut_at_stop(" ".join(words[: params.max_tokens]), params.stop)
             tokens = min(len(words), params.max_tokens)
             finish = "stop" if matched or tokens == len(words) else "length"
             tail = after.split(" ", 1)[0]
-            out.append([Completion(text, finish_reason=finish, stop_reason=matched, stop_tail=tail, prompt_tokens=10, completion_tokens=tokens)])
+            logprobs = [logprob] * tokens
+            out.append([Completion(text, logprobs=logprobs, finish_reason=finish, stop_reason=matched, stop_tail=tail, prompt_tokens=10, completion_tokens=tokens)])
         return out
 
     def _next_text(self, prompt) -> str:

@@ -2,7 +2,7 @@
 Laws", 2024).
 
 The tree starts at the question. At each depth every live node is a partial solution with a
-reward; the question's remaining width B (N minus the solutions already finished) is split
+reward (its `step_reward`, a process reward; `reward` scores the finished ones); the question's remaining width B (N minus the solutions already finished) is split
 among the live nodes in proportion to softmax(reward / temperature), and each node is
 extended by that many sampled next steps. Finished solutions leave the tree; the search ends
 when B reaches 0, the budget runs out or `max_depth` is reached (then the unfinished paths
@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from workers.strategies.base import RunContext
 from workers.strategies.paths import Account, Path, PathBatch
+from workers.strategies.rewards import REWARDS, Reward
 from workers.strategies.search import SearchConfig, candidate, tally
 from workers.types import Attempt
 
@@ -84,17 +85,23 @@ class Rebase(SearchConfig):
     balance_temperature: float = 0.2  # softmax temperature over rewards when splitting the width
     max_depth: int = 24  # steps per path: a pal step is one line, and a program of a few hundred tokens has 15-20
     step_tokens: int = 96  # tokens per step at most
+    # What scores the open paths the width is split among; None: `reward`. `tool` cannot tell
+    # one unrun program from another (they tie, and the width is split evenly); `lm` can.
+    step_reward: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.balance_temperature <= 0:
             raise ValueError("balance_temperature must be positive")
+        if self.step_reward is not None and self.step_reward not in REWARDS:
+            raise ValueError(f"step_reward must be one of {', '.join(REWARDS)}, got {self.step_reward!r}")
         if not 1 <= self.max_depth <= 256 or self.step_tokens < 1:
             raise ValueError("max_depth must be 1-256 and step_tokens at least 1")
 
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
         batch = PathBatch(ctx, self.build_method(), self, self.step_tokens)
         reward = self.make_reward(ctx)
+        judges = (reward, self.make_reward(ctx, self.step_reward) if self.step_reward else reward)
         n = self.sample_count(ctx.budget)
         trees = [_Tree(Node(q, Account(ctx.budget), text=batch.method.opening), n) for q in questions]
         for depth in range(1, self.max_depth + 1):
@@ -112,31 +119,34 @@ class Rebase(SearchConfig):
                     batch.conclude(child, "answered")
                 tree.nodes.append(child)
                 children.append((tree, child))
-            self._settle([child for _, child in children], batch, reward, depth)
+            self._settle([child for _, child in children], batch, judges, depth)
             for tree in trees:
                 if not tree.root.account.exhausted:
                     fresh = [c for t, c in children if t is tree and not c.finished]
                     shares = allocate(tree.width - len(tree.finished), [c.reward for c in fresh], self.balance_temperature)
                     tree.live = [(c, k) for c, k in zip(fresh, shares) if k]
-        self._cut([node for tree in trees for node, _ in tree.live], batch, reward, depth + 1)
+        self._cut([node for tree in trees for node, _ in tree.live], batch, judges, depth + 1)
         return [self._attempt(tree, batch, reward) for tree in trees]
 
     @staticmethod
-    def _settle(paths: list[Node], batch: PathBatch, reward, round_: int) -> None:
-        """Run the programs the paths wait on, judge the finished ones and score them all."""
+    def _settle(paths: list[Node], batch: PathBatch, judges: tuple[Reward, Reward], round_: int) -> None:
+        """Run the programs the paths wait on, judge the finished ones and score them all:
+        the finished by the reward, the open by the step reward (`judges`, in that order)."""
         batch.execute(paths, round_)
         for path in paths:
             if path.finished:
                 batch.judge(path)
-        for path, value in zip(paths, reward.score([candidate(path) for path in paths])):
-            path.reward = value
+        for finished, reward in zip((True, False), judges):
+            group = [path for path in paths if path.finished == finished]
+            for path, value in zip(group, reward.score([candidate(path) for path in group])):
+                path.reward = value
 
-    def _cut(self, paths: list[Node], batch: PathBatch, reward, round_: int) -> None:
+    def _cut(self, paths: list[Node], batch: PathBatch, judges: tuple[Reward, Reward], round_: int) -> None:
         """Paths still open at the end (budget or depth) end as a plain run of the method
         would at its cap (a pal program runs as written), and join the vote with that."""
         for path in paths:
             batch.cut(path)
-        self._settle(paths, batch, reward, round_)
+        self._settle(paths, batch, judges, round_)
 
     def _attempt(self, tree: _Tree, batch: PathBatch, reward) -> Attempt:
         done = tree.finished
@@ -145,6 +155,7 @@ class Rebase(SearchConfig):
             "strategy": self.name,
             "method": self.method,
             "reward": reward.name,
+            "step_reward": self.step_reward or reward.name,
             "width": tree.width,
             "samples": [{"answer": n.answer, "reward": round(n.reward, 6), "node": n.id} for n in done],
             "votes": {rep: round(total, 6) for rep, total, _ in groups},

@@ -66,13 +66,14 @@ class SearchConfig(Decoding):
             n = min(n, budget.max_tokens)  # every sample gets at least one token
         return n
 
-    def make_reward(self, ctx: RunContext):
+    def make_reward(self, ctx: RunContext, name: str | None = None):
+        """The reward `name` (default: the strategy's `reward`), served as configured."""
         judge = None
         if self.judge:
             from workers.engines import EngineSpec, make_engine
 
             judge = make_engine(EngineSpec(kind="openai", **self.judge))
-        return make_reward(self.reward, ctx.engine, judge)
+        return make_reward(name or self.reward, ctx.engine, judge)
 
 
 def candidate(solution: Attempt | Path) -> Candidate:
