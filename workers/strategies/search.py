@@ -34,7 +34,7 @@ class SearchConfig(Decoding):
     temperature: float = 0.7
     max_tokens_per_call: int = 384
     method_params: dict = field(default_factory=dict)  # e.g. {"max_tool_calls": 2} for tora
-    # The reward that told right from wrong samples best on the capable tier (AUC 0.82 on 52
+    # The reward that told right from wrong samples best on the capable tier (AUC 0.81-0.84 on 52
     # problems; README "Compute-optimal inference"); where it cannot tell (no program, nothing to
     # substitute) samples tie and the weighted vote is a plain majority.
     reward: str = "tool"
