@@ -2,15 +2,17 @@
 Laws", 2024).
 
 The tree starts at the question. At each depth every live node is a partial solution with a
-reward (its `step_reward`, a process reward; `reward` scores the finished ones); the question's remaining width B (N minus the solutions already finished) is split
-among the live nodes in proportion to softmax(reward / temperature), and each node is
-extended by that many sampled next steps. Finished solutions leave the tree; the search ends
+reward (by `step_reward`, a process reward; `reward` scores the finished ones); the
+question's remaining width B (N minus the solutions already finished) is split among the
+live nodes in proportion to softmax(reward / temperature), and each node is extended by that
+many sampled next steps. Finished solutions leave the tree; the search ends
 when B reaches 0, the budget runs out or `max_depth` is reached (then the unfinished paths
 end as the method ends a path its cap cuts: a pal program runs as written). The answer is
 the weighted majority vote of the finished solutions.
 
 A step is what the method advances by (its `step_stop`): a sentence for cot, a line of the
-program for pal (the program runs when its block closes), one tool round for tora. All
+program for pal (the program runs when its block closes), one tool round for tora; it ends
+with the whole token that ended it (`Completion.stop_tail`), so no prompt ends inside one. All
 questions of a batch and all expansions of a depth go to the engine as one call; each tree
 spends its question's budget, and a tree whose budget is spent stops growing while the others
 go on.
