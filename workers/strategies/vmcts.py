@@ -35,6 +35,7 @@ from typing import ClassVar
 from verifiers.types import STATUS_SCORE, Verdict
 from workers.engines.base import Completion
 from workers.strategies.base import RunContext
+from workers.strategies.methods import written
 from workers.strategies.paths import Path, PathBatch
 from workers.strategies.programs import closed
 from workers.strategies.synthesis import SynthesisConfig, Task, attempt_of, check_all
@@ -168,8 +169,7 @@ class VMCTS(SynthesisConfig):
             tree.task.samples_left -= 1
             tree.expansions += 1
             # The step ends with its line's newlines, so that no step ends inside a "\n\n" token.
-            written = completion.text + ("\n" + completion.stop_tail if completion.stop_reason == "\n" else "")
-            step, rest = _first_line(written)
+            step, rest = _first_line(written(completion) if completion.stop_reason == "\n" else completion.text)
             child = tree.child(leaf, step + rest[: len(rest) - len(rest.lstrip("\n"))])
             child.complete = child.complete or (closed(completion) and not rest.strip())
             rollout = leaf.text + completion.text if self.rollout and not child.complete else None
