@@ -10,8 +10,8 @@ Requests go to llama.cpp's own /completion API, not its OpenAI-compatible routes
 only the former says which stop string ended a generation (ToRA's tool rounds and REBASE's
 steps depend on it) and returns token ids. A chat is rendered by the server's
 /apply-template with the model's own chat template, so a partial assistant turn is simply
-continued. The n samples of a search are one request (`n_cmpl`: the samples after the first
-copy its prompt KV), the prompts of a wave are concurrent requests that the slots decode
+continued. The n samples of a prompt are one request (`n_cmpl`: the samples after the first
+copy its prompt KV), and so is a prompt listed several times in one call; the prompts of a wave are concurrent requests that the slots decode
 together, and the slots' prompt cache reports its hits as `cached_tokens`. Sampling is
 temperature and top-p only (llama.cpp's top-k, min-p and repetition penalties are switched
 off), and each token comes with its unsampled log-probability.
@@ -174,6 +174,8 @@ class LlamaCppEngine:
             base_url, api_key = self.server.url, self.server.api_key
         # A dead supervised server is restarted by `_supervised`, so retrying into it is pointless.
         self.api = JsonAPI(base_url.removesuffix("/v1"), api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=0.25, concurrency=parallel)
+        # A request of n_cmpl samples waits until that many slots are free at once.
+        self.slots = parallel if self.server else int(self.api.get("/props").get("total_slots") or 1)
         meta = (self.api.get("/v1/models").get("data") or [{}])[0].get("meta") or {}
         self._info = EngineInfo(
             model_id=model,
@@ -209,10 +211,16 @@ class LlamaCppEngine:
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         cautious = self.cautious if params.cautious_entropy is None else replace(self.cautious, entropy=params.cautious_entropy)
-        each = list(zip(prompts, per_prompt(params, len(prompts))))
         if cautious.on and params.json_schema is None:  # as in the transformers engine, a schema switches CNTP off
+            each = list(zip(prompts, per_prompt(params, len(prompts))))
             return self._supervised(lambda: self.api.map(lambda pp: self._cautious(*pp, cautious), each))
-        return self._supervised(lambda: self.api.map(lambda pp: self._generate_one(*pp), each))
+        requests = same_prompt_requests(prompts, params, self.slots)
+        replies = self._supervised(lambda: self.api.map(lambda r: self._generate_one(r[0], r[1]), [(prompt, p) for prompt, p, _ in requests]))
+        out: list[list[Completion]] = [[] for _ in prompts]
+        for (_, _, rows), completions in zip(requests, replies):
+            for k, row in enumerate(rows):
+                out[row] += completions[k * params.n : (k + 1) * params.n]
+        return out
 
     @staticmethod
     def _sampling(params: SamplingParams) -> dict:
@@ -296,6 +304,24 @@ class LlamaCppEngine:
         if forced != target:
             raise EngineError(f"{self.api.base_url} did not follow the scoring grammar (got tokens {forced[:8]}, wanted {target[:8]})")
         return float(sum(step["logprob"] for step in steps[: len(target)]))
+
+
+def same_prompt_requests(prompts: list[Prompt], params: SamplingParams, slots: int) -> list[tuple[Prompt, SamplingParams, list[int]]]:
+    """The requests for one call: (prompt, its params, the rows of `prompts` it serves). A
+    prompt listed several times (the samples of one question, the children of one search
+    node) is one request of n_cmpl = all its samples, up to the server's slots, so that the
+    samples after the first copy its prompt KV instead of each computing it in a slot of its
+    own. A merged request is sampled from the seed of its first row."""
+    rows: dict[Prompt, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        rows.setdefault(prompt, []).append(i)
+    seeded = per_prompt(params, len(prompts))
+    per_request = max(1, slots // params.n)
+    return [
+        (prompt, replace(seeded[group[0]], n=params.n * len(group)), group)
+        for prompt, ix in rows.items()
+        for group in (ix[k : k + per_request] for k in range(0, len(ix), per_request))
+    ]
 
 
 def _completion(reply: dict, first: bool) -> Completion:
