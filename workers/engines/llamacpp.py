@@ -11,7 +11,8 @@ only the former says which stop string ended a generation (ToRA's tool rounds an
 steps depend on it) and returns token ids. A chat is rendered by the server's
 /apply-template with the model's own chat template, so a partial assistant turn is simply
 continued. The n samples of a prompt are one request (`n_cmpl`: the samples after the first
-copy its prompt KV), and so is a prompt listed several times in one call; the prompts of a wave are concurrent requests that the slots decode
+copy its prompt KV), and so is a prompt listed several times in one call unless its
+completions will be continued; the prompts of a wave are concurrent requests that the slots decode
 together, and the slots' prompt cache reports its hits as `cached_tokens`. Sampling is
 temperature and top-p only (llama.cpp's top-k, min-p and repetition penalties are switched
 off), and each token comes with its unsampled log-probability.
@@ -94,6 +95,10 @@ class LlamaServer:
             "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
             "--parallel", str(parallel), "--kv-unified", "--ctx-size", str(context_length or DEFAULT_CONTEXT),
             "--threads", str(threads), "--threads-batch", str(threads),
+            # Idle slots keep their KV: by default a new task saves every idle slot to the RAM
+            # cache and clears it, so the next requests of a wave (a search's other paths) find
+            # no slot holding their prefix and most of them compute it again.
+            "--no-cache-idle-slots",
             "--no-webui", "--metrics", *extra_args,
         ]  # fmt: skip
         log = cache_dir() / "logs" / f"llama-server-{name}-{os.getpid()}.log"
@@ -308,15 +313,18 @@ class LlamaCppEngine:
 
 def same_prompt_requests(prompts: list[Prompt], params: SamplingParams, slots: int) -> list[tuple[Prompt, SamplingParams, list[int]]]:
     """The requests for one call: (prompt, its params, the rows of `prompts` it serves). A
-    prompt listed several times (the samples of one question, the children of one search
-    node) is one request of n_cmpl = all its samples, up to the server's slots, so that the
-    samples after the first copy its prompt KV instead of each computing it in a slot of its
-    own. A merged request is sampled from the seed of its first row."""
+    prompt listed several times (the samples of one question) is one request of n_cmpl = all
+    its samples, up to the server's slots, so that the samples after the first copy its prompt
+    KV instead of each computing it in a slot of its own. A merged request is sampled from the
+    seed of its first row. Not when the caller will send the completions back extended
+    (`cache_output`: a search's paths): llama-server drops the KV of a request's extra samples
+    when they finish, so each of their next steps would compute its whole path again, where
+    requests of their own keep theirs."""
     rows: dict[Prompt, list[int]] = {}
     for i, prompt in enumerate(prompts):
         rows.setdefault(prompt, []).append(i)
     seeded = per_prompt(params, len(prompts))
-    per_request = max(1, slots // params.n)
+    per_request = 1 if params.cache_output else max(1, slots // params.n)
     return [
         (prompt, replace(seeded[group[0]], n=params.n * len(group)), group)
         for prompt, ix in rows.items()

@@ -1,0 +1,87 @@
+"""What llama-server computes again and what it reuses: a prompt listed several times in one
+call is one request of n_cmpl samples, so its prompt is computed once (the REBASE children of
+one node, the samples of one question); and every request of a wave finds the slot that holds
+its prefix (a search's paths, each continuing its own last step)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.engines.base import SamplingParams
+from workers.engines.llamacpp import same_prompt_requests
+
+
+def test_repeated_prompts_merge_up_to_the_slots_and_keep_their_rows():
+    prompts = ["a", "b", "a", "a", "c", "a", "b"]
+    requests = same_prompt_requests(prompts, SamplingParams(seed=10), slots=3)
+    assert [(prompt, p.n, rows) for prompt, p, rows in requests] == [
+        ("a", 3, [0, 2, 3]),
+        ("a", 1, [5]),
+        ("b", 2, [1, 6]),
+        ("c", 1, [4]),
+    ]
+    # A merged request is sampled from its first row's seed, as that row alone would be.
+    assert [p.seed for _, p, _ in requests] == [10, 15, 11, 14]
+
+
+def test_a_call_with_n_samples_per_prompt_merges_whole_prompts_within_the_slots():
+    requests = same_prompt_requests(["q", "q", "q"], SamplingParams(n=2, temperature=1.0), slots=4)
+    assert [(p.n, rows) for _, p, rows in requests] == [(4, [0, 1]), (2, [2])]
+
+
+def test_paths_that_will_be_continued_keep_a_request_each():
+    requests = same_prompt_requests(["q", "q"], SamplingParams(temperature=1.0, seed=4, cache_output=True), slots=4)
+    assert [(p.n, p.seed, rows) for _, p, rows in requests] == [(1, 4, [0]), (1, 5, [1])]
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """The supervised llama-server of the small model with a given number of slots."""
+    from workers.engines.llamacpp import LlamaCppEngine
+
+    made: dict[int, LlamaCppEngine] = {}
+
+    def server(slots: int) -> LlamaCppEngine:
+        if slots not in made:
+            made[slots] = LlamaCppEngine("smollm2-135m", parallel=slots)
+        return made[slots]
+
+    yield server
+    for engine in made.values():
+        engine.close()
+
+
+@pytest.mark.slow
+def test_repeated_prompts_compute_their_prompt_once_per_request(servers):
+    server = servers(4)
+    france = "Question seven of the geography quiz. The capital of France is"
+    week = "Monday, Tuesday, Wednesday,"
+    prompts = [france, week, france, france, france, france]
+    rows = server.generate(prompts, SamplingParams(max_tokens=6))
+    assert [len(r) for r in rows] == [1] * 6
+    assert all("Paris" in rows[i][0].text for i in (0, 2, 3, 4, 5)) and "Thursday" in rows[1][0].text
+    copies = [rows[i][0] for i in (0, 2, 3, 4, 5)]
+    # Five copies on four slots are two requests: the prompt is computed at most twice, where
+    # five requests of their own would compute it five times on a fresh server.
+    assert sum(c.prompt_tokens - c.cached_tokens for c in copies) <= 2 * copies[0].prompt_tokens
+    sampled = server.generate([france] * 3, SamplingParams(max_tokens=12, temperature=1.0, seed=3))
+    assert len({r[0].text for r in sampled}) > 1
+
+
+@pytest.mark.slow
+def test_every_path_of_a_wave_finds_the_kv_of_its_prefix(servers):
+    """Two questions of four paths each, every path continued in one wave per step, as a
+    search's are: a step computes what its path added lately (slots may swap two siblings'
+    paths, which share most of it), never its question again. (With llama-server's default of
+    clearing idle slots when a task starts, one path of nearly every wave computed its whole
+    prompt.)"""
+    questions = [f"Question {i}: in the story, where does the {animal} live, and what does it eat? Answer:" for i, animal in enumerate(("otter", "heron"))]
+    step = SamplingParams(max_tokens=6, temperature=1.0, seed=5, cache_output=True)
+    paths = [q for q in questions for _ in range(4)]
+    computed = []
+    for _ in range(4):
+        rows = [row[0] for row in servers(8).generate(paths, step)]
+        computed.append([c.prompt_tokens - c.cached_tokens for c in rows])
+        paths = [path + c.text + (c.stop_reason or "") + c.stop_tail for path, c in zip(paths, rows)]
+    question = min(computed[0])
+    assert question > 12 and all(n < question for wave in computed[1:] for n in wave), computed
