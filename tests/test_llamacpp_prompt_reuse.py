@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from plait.errors import EngineError
 from workers.engines.base import SamplingParams
 from workers.engines.llamacpp import same_prompt_requests
 
@@ -27,6 +28,11 @@ def test_repeated_prompts_merge_up_to_the_slots_and_keep_their_rows():
 def test_a_call_with_n_samples_per_prompt_merges_whole_prompts_within_the_slots():
     requests = same_prompt_requests(["q", "q", "q"], SamplingParams(n=2, temperature=1.0), slots=4)
     assert [(p.n, rows) for _, p, rows in requests] == [(4, [0, 1]), (2, [2])]
+
+
+def test_more_samples_than_slots_is_an_error_not_a_request_that_never_starts():
+    with pytest.raises(EngineError, match="n=5 samples in one request, but llama-server has 4 slots"):
+        same_prompt_requests(["q"], SamplingParams(n=5, temperature=1.0), slots=4)
 
 
 def test_paths_that_will_be_continued_keep_a_request_each():

@@ -320,6 +320,8 @@ def same_prompt_requests(prompts: list[Prompt], params: SamplingParams, slots: i
     (`cache_output`: a search's paths): llama-server drops the KV of a request's extra samples
     when they finish, so each of their next steps would compute its whole path again, where
     requests of their own keep theirs."""
+    if params.n > slots:
+        raise EngineError(f"n={params.n} samples in one request, but llama-server has {slots} slots and starts a request's samples together: raise the tier's parallel or ask for fewer")
     rows: dict[Prompt, list[int]] = {}
     for i, prompt in enumerate(prompts):
         rows.setdefault(prompt, []).append(i)
