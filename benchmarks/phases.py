@@ -27,7 +27,7 @@ class Phases(Progress):
         self._tell(task_id)
 
     def _tell(self, task_id: TaskID) -> None:
-        task = self._tasks[task_id]
+        task = next(t for t in self.tasks if t.id == task_id)
         if self.console.is_terminal or not task.finished or task_id in self._told:
             return
         self._told.add(task_id)
