@@ -1,7 +1,7 @@
 """What llama-server computes again and what it reuses: a prompt listed several times in one
-call is one request of n_cmpl samples, so its prompt is computed once (the REBASE children of
-one node, the samples of one question); and every request of a wave finds the slot that holds
-its prefix (a search's paths, each continuing its own last step)."""
+call is one request of n_cmpl samples, so its prompt is computed once (the samples of one
+question), unless its completions will be continued; and every request of a wave finds the
+slot that holds its prefix (a search's paths, each continuing its own last step)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from plait.errors import EngineError
 from workers.engines.base import SamplingParams
 from workers.engines.llamacpp import same_prompt_requests
+from workers.strategies.methods import written
 
 
 def test_repeated_prompts_merge_up_to_the_slots_and_keep_their_rows():
@@ -88,6 +89,6 @@ def test_every_path_of_a_wave_finds_the_kv_of_its_prefix(servers):
     for _ in range(4):
         rows = [row[0] for row in servers(8).generate(paths, step)]
         computed.append([c.prompt_tokens - c.cached_tokens for c in rows])
-        paths = [path + c.text + (c.stop_reason or "") + c.stop_tail for path, c in zip(paths, rows)]
+        paths = [path + written(c) for path, c in zip(paths, rows)]
     question = min(computed[0])
     assert question > 12 and all(n < question for wave in computed[1:] for n in wave), computed

@@ -220,7 +220,7 @@ class LlamaCppEngine:
             each = list(zip(prompts, per_prompt(params, len(prompts))))
             return self._supervised(lambda: self.api.map(lambda pp: self._cautious(*pp, cautious), each))
         requests = same_prompt_requests(prompts, params, self.slots)
-        replies = self._supervised(lambda: self.api.map(lambda r: self._generate_one(r[0], r[1]), [(prompt, p) for prompt, p, _ in requests]))
+        replies = self._supervised(lambda: self.api.map(lambda r: self._generate_one(r[0], r[1]), requests))
         out: list[list[Completion]] = [[] for _ in prompts]
         for (_, _, rows), completions in zip(requests, replies):
             for k, row in enumerate(rows):
@@ -326,7 +326,7 @@ def same_prompt_requests(prompts: list[Prompt], params: SamplingParams, slots: i
     for i, prompt in enumerate(prompts):
         rows.setdefault(prompt, []).append(i)
     seeded = per_prompt(params, len(prompts))
-    per_request = 1 if params.cache_output else max(1, slots // params.n)
+    per_request = 1 if params.cache_output else slots // params.n
     return [
         (prompt, replace(seeded[group[0]], n=params.n * len(group)), group)
         for prompt, ix in rows.items()
