@@ -10,7 +10,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from phases import Phases  # noqa: E402
+from phases import Phases
 
 
 def test_a_log_gets_one_line_per_finished_phase_and_none_for_the_rest():
