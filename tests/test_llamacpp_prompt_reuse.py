@@ -1,7 +1,8 @@
 """What llama-server computes again and what it reuses: a prompt listed several times in one
 call is one request of n_cmpl samples, so its prompt is computed once (the samples of one
-question), unless its completions will be continued; and every request of a wave finds the
-slot that holds its prefix (a search's paths, each continuing its own last step)."""
+question); one that will be continued keeps a request per copy, but its prompt is computed in
+one slot and copied into the others (a search's first step); and every request of a wave finds
+the slot that holds its prefix (a search's paths, each continuing its own last step)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from plait.errors import EngineError
 from workers.engines.base import SamplingParams
-from workers.engines.llamacpp import same_prompt_requests
+from workers.engines.llamacpp import same_prompt_requests, shared_prefix_slots
 from workers.strategies.methods import written
 
 
@@ -39,6 +40,18 @@ def test_more_samples_than_slots_is_an_error_not_a_request_that_never_starts():
 def test_paths_that_will_be_continued_keep_a_request_each():
     requests = same_prompt_requests(["q", "q"], SamplingParams(temperature=1.0, seed=4, cache_output=True), slots=4)
     assert [(p.n, p.seed, rows) for _, p, rows in requests] == [(1, 4, [0]), (1, 5, [1])]
+
+
+def test_a_call_of_continued_copies_that_fits_the_slots_copies_each_prompt_once():
+    step = SamplingParams(temperature=1.0, cache_output=True)
+    first_step = same_prompt_requests(["q", "q", "r", "r"], step, slots=4)
+    assert shared_prefix_slots(first_step, slots=4)
+    # More requests than slots cannot all be pinned; a path listed once is where its slot is.
+    assert not shared_prefix_slots(first_step, slots=3)
+    assert not shared_prefix_slots(same_prompt_requests(["q", "q", "p"], step, slots=4), slots=4)
+    assert not shared_prefix_slots([], slots=4)
+    # A request of several samples starts them on slots of the server's choosing.
+    assert not shared_prefix_slots(same_prompt_requests(["q", "q"], SamplingParams(n=2, temperature=1.0, cache_output=True), slots=4), slots=4)
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +91,23 @@ def test_repeated_prompts_compute_their_prompt_once_per_request(servers):
 @pytest.mark.slow
 def test_every_path_of_a_wave_finds_the_kv_of_its_prefix(servers):
     """Two questions of four paths each, every path continued in one wave per step, as a
-    search's are: a step computes what its path added lately (slots may swap two siblings'
-    paths, which share most of it), never its question again. (With llama-server's default of
-    clearing idle slots when a task starts, one path of nearly every wave computed its whole
-    prompt.)"""
+    search's are. The first wave computes each question once, charged to its first path, and
+    its paths are still sampled apart. After it a step computes what its path added lately
+    (slots may swap two siblings' paths, which share most of it), never its question again.
+    (With llama-server's default of clearing idle slots when a task starts, one path of nearly
+    every wave computed its whole prompt.)"""
     questions = [f"Question {i}: in the story, where does the {animal} live, and what does it eat? Answer:" for i, animal in enumerate(("otter", "heron"))]
     step = SamplingParams(max_tokens=6, temperature=1.0, seed=5, cache_output=True)
     paths = [q for q in questions for _ in range(4)]
-    computed = []
+    computed, first = [], None
     for _ in range(4):
         rows = [row[0] for row in servers(8).generate(paths, step)]
+        first = first or rows
         computed.append([c.prompt_tokens - c.cached_tokens for c in rows])
         paths = [path + written(c) for path, c in zip(paths, rows)]
-    question = min(computed[0])
-    assert question > 12 and all(n < question for wave in computed[1:] for n in wave), computed
+    for q in (0, 4):
+        question = first[q].prompt_tokens
+        # Once on a fresh server, plus at most the last token each copy evaluates again.
+        assert question > 12 and question - 3 <= sum(computed[0][q : q + 4]) <= question + 4, computed
+        assert computed[0][q] >= question - 3 and len({c.text for c in first[q : q + 4]}) > 1
+    assert all(n < min(c.prompt_tokens for c in first) for wave in computed[1:] for n in wave), computed

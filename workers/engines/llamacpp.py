@@ -12,8 +12,11 @@ steps depend on it) and returns token ids. A chat is rendered by the server's
 /apply-template with the model's own chat template, so a partial assistant turn is simply
 continued. The n samples of a prompt are one request (`n_cmpl`: the samples after the first
 copy its prompt KV), and so is a prompt listed several times in one call unless its
-completions will be continued; the prompts of a wave are concurrent requests that the slots decode
-together, and the slots' prompt cache reports its hits as `cached_tokens`. Sampling is
+completions will be continued. Those (a search's first step: N paths from one question) are
+requests of their own, but the prompt is computed once: one slot prefills it, its KV is saved
+and restored into the slots the other copies are pinned to. The prompts of a wave are
+concurrent requests that the slots decode together, and the slots' prompt cache reports its
+hits as `cached_tokens`. Sampling is
 temperature and top-p only (llama.cpp's top-k, min-p and repetition penalties are switched
 off), and each token comes with its unsampled log-probability.
 
@@ -27,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +95,7 @@ class LlamaServer:
         self.api_key = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}"
         threads = threads or default_threads()
+        self.slot_dir = Path(tempfile.mkdtemp(prefix=f"llama-slots-{name}-"))
         argv = [
             str(server_binary()), "-m", str(gguf), "--alias", name,
             "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
@@ -99,6 +105,8 @@ class LlamaServer:
             # cache and clears it, so the next requests of a wave (a search's other paths) find
             # no slot holding their prefix and most of them compute it again.
             "--no-cache-idle-slots",
+            # Where a prompt's KV is saved to be restored into other slots (`copy_prefixes`).
+            "--slot-save-path", str(self.slot_dir),
             "--no-webui", "--metrics", *extra_args,
         ]  # fmt: skip
         log = cache_dir() / "logs" / f"llama-server-{name}-{os.getpid()}.log"
@@ -147,6 +155,7 @@ class LlamaServer:
 
     def stop(self) -> None:
         self.process.stop()
+        shutil.rmtree(self.slot_dir, ignore_errors=True)
 
 
 class LlamaCppEngine:
@@ -220,12 +229,42 @@ class LlamaCppEngine:
             each = list(zip(prompts, per_prompt(params, len(prompts))))
             return self._supervised(lambda: self.api.map(lambda pp: self._cautious(*pp, cautious), each))
         requests = same_prompt_requests(prompts, params, self.slots)
-        replies = self._supervised(lambda: self.api.map(lambda r: self._generate_one(r[0], r[1]), requests))
+        # Only a supervised server: the saved files are plait's to delete.
+        pinned = params.cache_output and self.server is not None and shared_prefix_slots(requests, self.slots)
+        replies = self._supervised(lambda: self._pinned(requests) if pinned else self.api.map(lambda r: self._generate_one(r[0], r[1]), requests))
         out: list[list[Completion]] = [[] for _ in prompts]
         for (_, _, rows), completions in zip(requests, replies):
             for k, row in enumerate(rows):
                 out[row] += completions[k * params.n : (k + 1) * params.n]
         return out
+
+    def _pinned(self, requests: list[tuple[Prompt, SamplingParams, list[int]]]) -> list[list[Completion]]:
+        """Request i on slot i, each prompt computed once: the first slot of its copies prefills
+        it and the others get that KV restored. The prefill is charged to the first copy."""
+        rendered = {prompt: self.render(prompt) for prompt, _, _ in requests}
+        texts = [rendered[prompt] for prompt, _, _ in requests]
+        starts = [i for i in range(len(texts)) if i == 0 or texts[i] != texts[i - 1]]
+        runs = [range(a, b) for a, b in zip(starts, [*starts[1:], len(texts)])]
+        prefills = self.api.map(lambda run: self._copy_prefix(texts[run[0]], run), runs)
+        replies = self.api.map(lambda i: self._generate_one(texts[i], requests[i][1], slot=i), range(len(requests)))
+        for run, computed in zip(runs, prefills):
+            first = replies[run[0]][0]
+            first.cached_tokens = max(0, first.cached_tokens - computed)
+        return replies
+
+    def _copy_prefix(self, text: str, slots: range) -> int:
+        """Prefill `text` on the first of `slots` and restore its KV into the others; the
+        tokens the prefill computed."""
+        reply = self.api.post("/completion", {"prompt": text, "n_predict": 0, "id_slot": slots[0], "cache_prompt": True})
+        name = f"prefix-{secrets.token_hex(8)}.bin"
+        try:
+            self.api.post(f"/slots/{slots[0]}?action=save", {"filename": name})
+            for slot in slots[1:]:
+                self.api.post(f"/slots/{slot}?action=restore", {"filename": name})
+        finally:
+            (self.server.slot_dir / name).unlink(missing_ok=True)
+        timings = reply.get("timings") or {}
+        return int(reply.get("tokens_evaluated", 0)) - int(timings.get("cache_n", 0)) + int(reply.get("tokens_predicted", 0))
 
     @staticmethod
     def _sampling(params: SamplingParams) -> dict:
@@ -244,10 +283,11 @@ class LlamaCppEngine:
         post = lambda body: self.api.post("/completion", body)  # noqa: E731
         return [cautious_completion(post, text, params, spec, self._sampling(params)) for _ in range(params.n)]
 
-    def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Completion]:
+    def _generate_one(self, prompt: Prompt, params: SamplingParams, slot: int = -1) -> list[Completion]:
         body = {
             **self._sampling(params),
             "prompt": self.render(prompt),
+            "id_slot": slot,
             "n_predict": params.max_tokens,
             "n_cmpl": params.n,
             "stop": list(params.stop),
@@ -332,6 +372,18 @@ def same_prompt_requests(prompts: list[Prompt], params: SamplingParams, slots: i
         for prompt, ix in rows.items()
         for group in (ix[k : k + per_request] for k in range(0, len(ix), per_request))
     ]
+
+
+def shared_prefix_slots(requests: list[tuple[Prompt, SamplingParams, list[int]]], slots: int) -> bool:
+    """Whether a call of continued prompts should run request i on slot i with each prompt's
+    KV computed once and copied: every prompt is listed more than once (its copies are adjacent,
+    as `same_prompt_requests` makes them), each request is one sample and all of them fit the
+    slots at once. A call that
+    mixes in prompts listed once is left to the server, whose slots hold those paths' prefixes."""
+    counts: dict[Prompt, int] = {}
+    for prompt, _, _ in requests:
+        counts[prompt] = counts.get(prompt, 0) + 1
+    return 0 < len(requests) <= slots and min(counts.values()) > 1 and all(p.n == 1 for _, p, _ in requests)
 
 
 def _completion(reply: dict, first: bool) -> Completion:
