@@ -16,9 +16,9 @@ completions will be continued. Those (a search's first step: N paths from one qu
 requests of their own, but the prompt is computed once: one slot prefills it, its KV is saved
 and restored into the slots the other copies are pinned to. The prompts of a wave are
 concurrent requests that the slots decode together, and the slots' prompt cache reports its
-hits as `cached_tokens`. Sampling is
-temperature and top-p only (llama.cpp's top-k, min-p and repetition penalties are switched
-off), and each token comes with its unsampled log-probability.
+hits as `cached_tokens`. Sampling is temperature and top-p only (llama.cpp's top-k, min-p and
+repetition penalties are switched off), and each token comes with its unsampled
+log-probability.
 
 `score()`: the server gives no prompt logprobs, so the continuation is decoded greedily
 under a grammar of its own token ids, one decode step per token, each step reporting the
@@ -33,6 +33,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -105,7 +106,7 @@ class LlamaServer:
             # cache and clears it, so the next requests of a wave (a search's other paths) find
             # no slot holding their prefix and most of them compute it again.
             "--no-cache-idle-slots",
-            # Where a prompt's KV is saved to be restored into other slots (`copy_prefixes`).
+            # Where a prompt's KV is saved to be restored into other slots (`_copy_prefix`).
             "--slot-save-path", str(self.slot_dir),
             "--no-webui", "--metrics", *extra_args,
         ]  # fmt: skip
@@ -263,8 +264,7 @@ class LlamaCppEngine:
                 self.api.post(f"/slots/{slot}?action=restore", {"filename": name})
         finally:
             (self.server.slot_dir / name).unlink(missing_ok=True)
-        timings = reply.get("timings") or {}
-        return int(reply.get("tokens_evaluated", 0)) - int(timings.get("cache_n", 0)) + int(reply.get("tokens_predicted", 0))
+        return _completion(reply, first=True).computed_tokens
 
     @staticmethod
     def _sampling(params: SamplingParams) -> dict:
@@ -378,11 +378,9 @@ def shared_prefix_slots(requests: list[tuple[Prompt, SamplingParams, list[int]]]
     """Whether a call of continued prompts should run request i on slot i with each prompt's
     KV computed once and copied: every prompt is listed more than once (its copies are adjacent,
     as `same_prompt_requests` makes them), each request is one sample and all of them fit the
-    slots at once. A call that
-    mixes in prompts listed once is left to the server, whose slots hold those paths' prefixes."""
-    counts: dict[Prompt, int] = {}
-    for prompt, _, _ in requests:
-        counts[prompt] = counts.get(prompt, 0) + 1
+    slots at once. A call that mixes in prompts listed once is left to the server, whose slots
+    hold those paths' prefixes."""
+    counts = Counter(prompt for prompt, _, _ in requests)
     return 0 < len(requests) <= slots and min(counts.values()) > 1 and all(p.n == 1 for _, p, _ in requests)
 
 
