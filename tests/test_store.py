@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config import Config
 from orchestrator.job import IllegalTransition, Job, JobNotFound, NodeResult, Result
+from orchestrator.scheduler import Scheduler
 from orchestrator.spec import JobSpec
 from orchestrator.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
 from plait.errors import ConfigError, InvalidInput
@@ -257,6 +259,27 @@ def test_a_lease_is_held_by_one_owner_until_released(store):
     store.release_lease("j1", "ctl-a")
     assert store.lease_holder("j1") is None
     assert store.acquire_lease("j1", "ctl-b", 60) and store.lease_holder("j1") == "ctl-b"
+
+
+def finish(store, job_id: str, status: str = "succeeded") -> None:
+    for step in ("planning", "running", status):
+        store.transition(job_id, step)
+
+
+def test_a_finished_job_has_no_lease_to_take(store):
+    """A controller that listed the job while it was queued must not run it again once it is done."""
+    finish(store, "j1")
+    store.put_result(Result(job_id="j1", status="succeeded", answer="2"))
+    assert not store.acquire_lease("j1", "ctl-late", 60)
+    assert store.lease_holder("j1") is None
+
+
+def test_a_second_scheduler_does_not_rerun_a_finished_job(store):
+    finish(store, "j1")
+    store.put_result(Result(job_id="j1", status="succeeded", answer="2"))
+    late = Scheduler(store, pool=None, config=Config())  # the pool is never reached
+    assert not late.start("j1") and late.running() == []
+    assert store.result("j1").answer == "2" and store.get("j1").status == "succeeded"
 
 
 def wait_until(condition) -> None:

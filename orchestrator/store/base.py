@@ -75,7 +75,7 @@ class Store(Protocol):
     def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
         """Atomically take the job's lease for `ttl` seconds if nobody holds it or its holder's
         lease has expired, or renew it if `owner` holds it; False (nothing changed) if another
-        owner holds a live lease."""
+        owner holds a live lease or the job has finished (a finished job has nothing to run)."""
 
     def release_lease(self, job_id: str, owner: str) -> None:
         """Drop the job's lease if `owner` holds it; otherwise change nothing."""

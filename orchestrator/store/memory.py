@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 
-from orchestrator.job import Job, JobNotFound, NodeResult, Result, check_transition
+from orchestrator.job import TERMINAL, Job, JobNotFound, NodeResult, Result, check_transition
 from orchestrator.store.base import KeyClaim, check_ttl, encode_job, encode_node, encode_result
 
 
@@ -108,7 +108,7 @@ class MemoryStore:
     def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
         check_ttl(ttl)
         with self._lock:
-            if self._live_holder(job_id) not in (None, owner):
+            if self._job(job_id).status in TERMINAL or self._live_holder(job_id) not in (None, owner):
                 return False
             self._leases[job_id] = (owner, time.monotonic() + ttl)
             return True

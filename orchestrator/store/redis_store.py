@@ -32,7 +32,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
 
-from orchestrator.job import Job, JobNotFound, NodeResult, Result, check_transition
+from orchestrator.job import TERMINAL, Job, JobNotFound, NodeResult, Result, check_transition
 from orchestrator.store.base import KeyClaim, StoreUnavailable, check_ttl, encode_job, encode_node, encode_result
 from plait.errors import ConfigError, InvalidInput
 
@@ -72,9 +72,13 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: job record, lease. ARGV: owner, ttl ms. -1 no job, 0 another owner holds it, 1 taken or renewed.
+# KEYS: job record, lease. ARGV: owner, ttl ms, the finished statuses. -1 no job, 0 the job has
+# finished or another owner holds it, 1 taken or renewed.
 _ACQUIRE_LEASE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local raw = redis.call('GET', KEYS[1])
+if not raw then return -1 end
+local status = cjson.decode(raw)['status']
+for i = 3, #ARGV do if status == ARGV[i] then return 0 end end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -335,7 +339,7 @@ class RedisStore:
     @_reaching
     def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
         check_ttl(ttl)
-        outcome = self._acquire_lease(keys=[self._key("job", job_id), self._key("lease", job_id)], args=[owner, _ms(ttl)])
+        outcome = self._acquire_lease(keys=[self._key("job", job_id), self._key("lease", job_id)], args=[owner, _ms(ttl), *TERMINAL])
         if outcome < 0:
             raise _not_found(job_id)
         return bool(outcome)
