@@ -14,7 +14,7 @@ demo: runtime-deps $(VENV)/.installed
 	$(VENV)/bin/plait solve '$(DEMO_PROBLEM)' --answer '$(DEMO_ANSWER)'
 
 test: system-deps $(VENV)/.installed-dev
-	$(VENV)/bin/pytest -q -ra --tb=short
+	$(VENV)/bin/pytest -q -ra --tb=short --durations=20
 
 test-fast: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest -q -ra --tb=short -m "not slow"
