@@ -111,3 +111,4 @@ def test_every_path_of_a_wave_finds_the_kv_of_its_prefix(servers):
         assert question > 12 and question - 3 <= sum(computed[0][q : q + 4]) <= question + 4, computed
         assert computed[0][q] >= question - 3 and len({c.text for c in first[q : q + 4]}) > 1
     assert all(n < min(c.prompt_tokens for c in first) for wave in computed[1:] for n in wave), computed
+    assert not any(servers(8).server.slot_dir.glob("prefix-*")), "a saved prompt outlived its copies"

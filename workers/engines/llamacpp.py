@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
@@ -96,7 +94,10 @@ class LlamaServer:
         self.api_key = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}"
         threads = threads or default_threads()
-        self.slot_dir = Path(tempfile.mkdtemp(prefix=f"llama-slots-{name}-"))
+        # One directory for every server: a saved prompt is deleted once restored, so a server
+        # whose process was killed with its worker (a Ray actor) leaves nothing behind.
+        self.slot_dir = cache_dir() / "llama-slots"
+        self.slot_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server_binary()), "-m", str(gguf), "--alias", name,
             "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
@@ -156,7 +157,6 @@ class LlamaServer:
 
     def stop(self) -> None:
         self.process.stop()
-        shutil.rmtree(self.slot_dir, ignore_errors=True)
 
 
 class LlamaCppEngine:
