@@ -261,25 +261,25 @@ def test_a_lease_is_held_by_one_owner_until_released(store):
     assert store.acquire_lease("j1", "ctl-b", 60) and store.lease_holder("j1") == "ctl-b"
 
 
-def finish(store, job_id: str, status: str = "succeeded") -> None:
-    for step in ("planning", "running", status):
-        store.transition(job_id, step)
+@pytest.fixture
+def finished(store):
+    """The store with j1 run to success and its result recorded."""
+    for status in ("planning", "running", "succeeded"):
+        store.transition("j1", status)
+    store.put_result(Result(job_id="j1", status="succeeded", answer="2"))
+    return store
 
 
-def test_a_finished_job_has_no_lease_to_take(store):
+def test_a_finished_job_has_no_lease_to_take(finished):
     """A controller that listed the job while it was queued must not run it again once it is done."""
-    finish(store, "j1")
-    store.put_result(Result(job_id="j1", status="succeeded", answer="2"))
-    assert not store.acquire_lease("j1", "ctl-late", 60)
-    assert store.lease_holder("j1") is None
+    assert not finished.acquire_lease("j1", "ctl-late", 60)
+    assert finished.lease_holder("j1") is None
 
 
-def test_a_second_scheduler_does_not_rerun_a_finished_job(store):
-    finish(store, "j1")
-    store.put_result(Result(job_id="j1", status="succeeded", answer="2"))
-    late = Scheduler(store, pool=None, config=Config())  # the pool is never reached
+def test_a_second_scheduler_does_not_rerun_a_finished_job(finished):
+    late = Scheduler(finished, pool=None, config=Config())  # the pool is never reached
     assert not late.start("j1") and late.running() == []
-    assert store.result("j1").answer == "2" and store.get("j1").status == "succeeded"
+    assert finished.result("j1").answer == "2" and finished.get("j1").status == "succeeded"
 
 
 def wait_until(condition) -> None:
