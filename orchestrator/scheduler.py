@@ -421,8 +421,6 @@ class _JobRun:
             error=error,
             plan=self.reason,
         )
-        self.store.put_result(result)
-        if self.store.get(self.job_id).status != status:
-            self.store.transition(self.job_id, status)
+        self.store.finish(result)
         self.emit("done", status=status, answer=answer, error=error, kv_cache=self.kv_cache, decode=total.decode)
         return result

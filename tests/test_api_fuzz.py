@@ -47,9 +47,9 @@ class FinishingClient(Client):
         make_strategy(spec.strategy.name, spec.strategy_params())
         job = Job(id=new_job_id(), spec=spec)
         self.store.create(job)
-        for status in ("planning", "running", "succeeded"):
+        for status in ("planning", "running"):
             self.store.transition(job.id, status)
-        self.store.put_result(Result(job_id=job.id, status="succeeded", answer="42"))
+        self.store.finish(Result(job_id=job.id, status="succeeded", answer="42"))
         self.store.append_event(job.id, event("done", status="succeeded", answer="42", error=None, kv_cache={}, decode={}))
         return job.id
 

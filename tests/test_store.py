@@ -74,8 +74,11 @@ def test_events_carry_the_store_seq_and_keep_a_given_ts(store):
 
 def test_result_round_trips_and_is_a_copy(store):
     assert store.result("j1") is None
+    for status in ("planning", "running"):
+        store.transition("j1", status)
     verdict = Verdict.of("verified", "equal", Checker("math"))
-    store.put_result(Result(job_id="j1", status="succeeded", answer="2", verified=True, verdict=verdict))
+    assert store.finish(Result(job_id="j1", status="succeeded", answer="2", verified=True, verdict=verdict)).status == "succeeded"
+    assert store.get("j1").status == "succeeded"
     got = store.result("j1")
     got.answer = "tampered"
     assert store.result("j1").answer == "2"
@@ -95,7 +98,7 @@ def test_unknown_job_says_how_to_find_jobs(store):
         lambda s: s.events("nope"),
         lambda s: s.wait_events("nope", 0, 0.1),
         lambda s: s.result("nope"),
-        lambda s: s.put_result(Result(job_id="nope", status="failed")),
+        lambda s: s.finish(Result(job_id="nope", status="failed")),
         lambda s: s.append_event("nope", {"type": "tick"}),
         lambda s: s.request_cancel("nope"),
         lambda s: s.cancel_requested("nope"),
@@ -106,7 +109,7 @@ def test_unknown_job_says_how_to_find_jobs(store):
         lambda s: s.lease_holder("nope"),
     ],
     ids=[
-        "get", "transition", "events", "wait_events", "result", "put_result", "append_event", "request_cancel",
+        "get", "transition", "events", "wait_events", "result", "finish", "append_event", "request_cancel",
         "cancel_requested", "put_node_result", "node_results", "acquire_lease", "release_lease", "lease_holder",
     ],
 )
@@ -264,10 +267,23 @@ def test_a_lease_is_held_by_one_owner_until_released(store):
 @pytest.fixture
 def finished(store):
     """The store with j1 run to success and its result recorded."""
-    for status in ("planning", "running", "succeeded"):
+    for status in ("planning", "running"):
         store.transition("j1", status)
-    store.put_result(Result(job_id="j1", status="succeeded", answer="2"))
+    store.finish(Result(job_id="j1", status="succeeded", answer="2"))
     return store
+
+
+def test_a_finished_jobs_result_cannot_be_overwritten(finished):
+    """A late runner's result is refused whole: neither its status nor its result is written."""
+    with pytest.raises(IllegalTransition, match="j1 is succeeded"):
+        finished.finish(Result(job_id="j1", status="failed", error="late"))
+    assert finished.get("j1").status == "succeeded" and finished.result("j1").answer == "2"
+
+
+def test_a_job_already_in_its_results_status_only_gets_the_result(store):
+    store.transition("j1", "cancelled")  # as a cancel before any runner would
+    store.finish(Result(job_id="j1", status="cancelled", error="cancelled before it ran"))
+    assert store.get("j1").status == "cancelled" and store.result("j1").error == "cancelled before it ran"
 
 
 def test_a_finished_job_has_no_lease_to_take(finished):
@@ -385,9 +401,9 @@ def test_both_stores_refuse_bad_input_before_anything_is_written(store):
     with pytest.raises(InvalidInput, match="node a of job j1"):
         store.put_node_result("j1", unstorable)
     with pytest.raises(InvalidInput, match="result of job j1"):
-        store.put_result(Result(job_id="j1", status="failed", kv_cache={"x": object()}))
+        store.finish(Result(job_id="j1", status="failed", kv_cache={"x": object()}))
     assert [j.id for j in store.jobs()] == ["j1"]
-    assert store.node_results("j1") == {} and store.result("j1") is None
+    assert store.node_results("j1") == {} and store.result("j1") is None and store.get("j1").status == "queued"
     assert store.append_event("j1", {"type": "next"}) == 1
 
 
@@ -467,9 +483,8 @@ def test_everything_survives_a_redis_restart_with_aof(tmp_path):
                 store.append_event(f"j{i}", {"type": "tick", "k": k})
         store.transition("j0", "planning")
         store.transition("j0", "running")
-        store.transition("j0", "succeeded")
         verdict = Verdict.of("verified", "equal", Checker("math"))
-        store.put_result(Result(job_id="j0", status="succeeded", answer="0", verified=True, verdict=verdict))
+        store.finish(Result(job_id="j0", status="succeeded", answer="0", verified=True, verdict=verdict))
         store.request_cancel("j1")
         store.put_node_result("j1", finished_node("a"))
         store.acquire_lease("j1", "ctl-a", 600)

@@ -1,4 +1,4 @@
-"""The Store protocol: job records, status transitions, results, per-job event streams, cancel
+"""The Store protocol: job records, status transitions, results (written as the job finishes), per-job event streams, cancel
 flags, per-node results and leases (for a controller to resume another's job), and
 idempotency keys (for safe retries of a submission). Every method naming a job raises
 JobNotFound when there is no such job.
@@ -44,7 +44,11 @@ class Store(Protocol):
     def transition(self, job_id: str, status: str) -> Job:
         """Move a job to `status`; IllegalTransition (job unchanged) if the status machine forbids it."""
 
-    def put_result(self, result: Result) -> None: ...
+    def finish(self, result: Result) -> Job:
+        """Record the job's result and move it to the result's status, in one step (a job in
+        that status already only gets the result); IllegalTransition, with nothing written, if
+        the status machine forbids the move, so a late runner cannot overwrite a finished
+        job's result."""
 
     def result(self, job_id: str) -> Result | None: ...
 

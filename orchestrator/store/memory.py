@@ -50,11 +50,15 @@ class MemoryStore:
             job.status, job.updated = status, time.time()
             return copy.deepcopy(job)
 
-    def put_result(self, result: Result) -> None:
+    def finish(self, result: Result) -> Job:
         encode_result(result)
         with self._lock:
-            self._job(result.job_id)
-            self._results[result.job_id] = copy.deepcopy(result)
+            job = self._job(result.job_id)
+            if job.status != result.status:
+                check_transition(job.id, job.status, result.status)
+                job.status, job.updated = result.status, time.time()
+            self._results[job.id] = copy.deepcopy(result)
+            return copy.deepcopy(job)
 
     def result(self, job_id: str) -> Result | None:
         with self._lock:

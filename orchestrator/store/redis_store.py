@@ -49,12 +49,14 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
 
-# KEYS: job record. ARGV: record as read, record to write. -1 no job, 0 changed meanwhile, 1 done.
+# KEYS: job record[, a key written with it]. ARGV: record as read, record to write[, that key's
+# value]. -1 no job, 0 changed meanwhile, 1 done.
 _COMPARE_AND_SET = """
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
 if current ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3]) end
 return 1
 """
 
@@ -236,6 +238,15 @@ class RedisStore:
 
     @_reaching
     def transition(self, job_id: str, status: str) -> Job:
+        return self._move(job_id, status)
+
+    @_reaching
+    def finish(self, result: Result) -> Job:
+        return self._move(result.job_id, result.status, (self._key("result", result.job_id), encode_result(result)))
+
+    def _move(self, job_id: str, status: str, result: tuple[str, str] | None = None) -> Job:
+        """Move the job to `status`, writing `result` (key, value) with the move when given;
+        with a result, a job in `status` already is not moved, only given it."""
         key = self._key("job", job_id)
         # Each lost race means another process moved the job along its finite status machine,
         # so this loop ends: in success, IllegalTransition, or JobNotFound.
@@ -244,19 +255,18 @@ class RedisStore:
             if raw is None:
                 raise _not_found(job_id)
             job = Job.from_dict(json.loads(raw))
-            check_transition(job_id, job.status, status)
+            if result is None or job.status != status:
+                check_transition(job_id, job.status, status)
             job.status, job.updated = status, time.time()
-            outcome = self._compare_and_set(keys=[key], args=[raw, json.dumps(job.to_dict())])
+            keys, args = [key], [raw, json.dumps(job.to_dict())]
+            if result:
+                keys.append(result[0])
+                args.append(result[1])
+            outcome = self._compare_and_set(keys=keys, args=args)
             if outcome == 1:
                 return job
             if outcome == -1:
                 raise _not_found(job_id)
-
-    @_reaching
-    def put_result(self, result: Result) -> None:
-        raw = encode_result(result)
-        if not self._set_if_job(keys=[self._key("job", result.job_id), self._key("result", result.job_id)], args=[raw]):
-            raise _not_found(result.job_id)
 
     @_reaching
     def result(self, job_id: str) -> Result | None:
