@@ -100,6 +100,15 @@ def test_dafny_partial_programs(partial_program, status, dafny_route):
 
 
 @NEEDS_DAFNY
+@pytest.mark.parametrize("partial", [True, False])
+def test_a_refuted_dafny_program_names_the_line_of_its_first_error(partial, dafny_route):
+    accepted = MAX + "{\n  m := a;\n"
+    verdict = verify_program("dafny", accepted + "  assert a == b;\n}\n", spec=MAX, partial=partial)  # the postcondition fails too, later
+    assert verdict.status == "refuted" and verdict.line == accepted.count("\n") + 1, (verdict.line, verdict.message)
+    assert verify_program("dafny", accepted, spec=MAX, partial=True).line is None  # incomplete: nothing to locate
+
+
+@NEEDS_DAFNY
 def test_dafny_timeout_is_refuted(dafny_route):
     hard = "lemma Cubes(a: int, b: int, c: int)\n  requires a > 0 && b > 0 && c > 0\n  ensures a*a*a + b*b*b != c*c*c\n{\n}\n"
     verdict = verify_program("dafny", hard, timeout=2)
@@ -177,6 +186,23 @@ def test_coq_good_solution_verifies_and_bad_one_is_refuted(name):
 def test_coq_partial_proofs(partial_proof, status):
     verdict = verify_program("coq", ADD_ZERO + partial_proof, spec=ADD_ZERO, partial=True)
     assert verdict.status == status, verdict.message
+
+
+@NEEDS_COQ
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "  reflexivity.\n  simpl.\n",  # a tactic that fails, more sentences after it
+        "  induction n as [| k IH].\n  - reflexivity.\nQed.\n",  # a Qed with goals left, where coqc stops
+    ],
+)
+def test_a_refuted_coq_proof_names_the_line_coqc_stopped_at(failing):
+    accepted = ADD_ZERO + "Proof.\n  intros n.\n"
+    verdict = verify_program("coq", accepted + failing, spec=ADD_ZERO, partial=True)
+    stopped_at = accepted.count("\n") + 1 + (failing.count("\n") - 1 if "Qed" in failing else 0)
+    assert verdict.status == "refuted" and verdict.line == stopped_at, (verdict.line, verdict.message)
+    cheat = verify_program("coq", accepted + "Admitted.\n", spec=ADD_ZERO)
+    assert cheat.status == "refuted" and cheat.line is None  # refused before coqc ran: no line to point at
 
 
 @NEEDS_COQ

@@ -73,6 +73,22 @@ def test_vmcts_keeps_a_good_step_whose_rollout_failed_and_extends_it():
     assert after_intros in engine.asked
 
 
+def test_vmcts_goes_on_from_the_lines_coq_accepted_before_a_rollouts_error():
+    # From the root the model writes three good lines and then a wrong tactic; continued from
+    # just before that tactic it writes the right one, and from anywhere else it cheats. Only a
+    # search that keeps what coqc accepted of the refuted rollout reaches the proof.
+    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n"
+    wrong_finish = "  - simpl. reflexivity.\nQed.\n```"
+    script = {OPEN: [accepted.removeprefix(OPEN) + wrong_finish], accepted: ["  - simpl. rewrite IH. reflexivity.\nQed.\n```"]}
+    attempt, engine = synthesize("vmcts", script)
+    assert attempt.verdict.verified and accepted in engine.asked
+    tree = attempt.search["tree"]
+    intros = next(n for n in tree if n["step"] == "  intros n.\n")
+    kept = next(n for n in tree if n["step"] == "  induction n as [| k IH].\n  - reflexivity.\n")
+    assert kept["parent"] == intros["id"] and kept["status"] == "incomplete"
+    assert tree[attempt.search["solution_node"]]["parent"] == kept["id"]
+
+
 def test_a_vmcts_step_keeps_the_blank_lines_after_its_line():
     # The model writes "intros n." and a blank line (one "\n\n" token): that is the step, and
     # the search continues after the blank line, not inside its token.

@@ -87,7 +87,7 @@ class Coq(ProgramLanguage):
     def judge(self, c: Candidate, proof: _Proof, run: Run) -> Verdict:
         located = LOCATED.search(run.output)
         if located and int(located[1]) <= proof.last_line:
-            return Verdict.of("refuted", f"line {located[1]}: {clip(' '.join(located[2].split()))}", c.checker)
+            return Verdict.of("refuted", f"line {located[1]}: {clip(' '.join(located[2].split()))}", c.checker, line=int(located[1]))
         if run.returncode != 0:  # an error in the appended commands: a proof is still open
             message = "proof not finished" + (f" ({', '.join(proof.names)})" if proof.names else "")
             return Verdict.of("incomplete" if c.partial else "refuted", message, c.checker)

@@ -166,7 +166,7 @@ class Dafny(ProgramLanguage):
             if not early:
                 return Verdict.of("incomplete", f"unfinished: {_describe(errors)}", c.checker)
             errors = early
-        return Verdict.of("refuted", _describe(errors), c.checker)
+        return Verdict.of("refuted", _describe(errors), c.checker, line=min(e.line for e in errors))
 
 
 @lru_cache(maxsize=8)

@@ -93,7 +93,7 @@ class Lean(ProgramLanguage):
         if errors:
             if c.partial and all(_at_end(line, message, c.masked) for line, message in errors):
                 return Verdict.of("incomplete", f"unfinished: {describe(errors)}", c.checker)
-            return Verdict.of("refuted", describe(errors), c.checker)
+            return Verdict.of("refuted", describe(errors), c.checker, line=min(line for line, _ in errors))
         if run.returncode != 0:
             return Verdict.of("error", f"lean exited with {run.returncode}: {clip(run.output)}", c.checker)
         listed = AXIOMS.findall(run.output)  # one entry per #print axioms, "" for none

@@ -29,6 +29,9 @@ class Verdict:
     score: float
     message: str
     checker: Checker = field(default_factory=lambda: Checker("none"))
+    # A refuted program's first line in error, where the checker locates it (1-based, in the
+    # checked source): what comes before it is what the checker accepted, for a search to keep.
+    line: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUS_SCORE:
@@ -37,8 +40,8 @@ class Verdict:
             raise ValueError(f"verdict score {self.score} outside [-1, 1]")
 
     @classmethod
-    def of(cls, status: VerdictStatus, message: str, checker: Checker, score: float | None = None) -> "Verdict":
-        return cls(status, STATUS_SCORE[status] if score is None else score, message, checker)
+    def of(cls, status: VerdictStatus, message: str, checker: Checker, score: float | None = None, line: int | None = None) -> "Verdict":
+        return cls(status, STATUS_SCORE[status] if score is None else score, message, checker, line)
 
     @property
     def verified(self) -> bool:
@@ -49,4 +52,4 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Verdict":
-        return cls(data["status"], data["score"], data["message"], Checker(**data.get("checker", {"name": "none"})))
+        return cls(data["status"], data["score"], data["message"], Checker(**data.get("checker", {"name": "none"})), data.get("line"))

@@ -31,6 +31,12 @@ class ProgramMethod(Method):
     def program(self, spec: str, body: str) -> str:
         return f"{spec.rstrip()}\n{body}"
 
+    def body_before(self, spec: str, body: str, line: int) -> str:
+        """The finished lines of `body` that precede line `line` (1-based) of its program."""
+        first = self.program(spec, "").count("\n") + 1  # the program's line the body starts on
+        finished = body.split("\n")[:-1]
+        return "".join(f"{k}\n" for k in finished[: max(0, line - first)])
+
     @property
     def few_shot(self) -> FewShot:
         spec, rest = self.example

@@ -18,8 +18,13 @@ A node is a partial program: the spec and the first lines of its body. One itera
    is the rollout's verdict score (+1 verified, 0 incomplete, -1 refuted), or the child's
    when there is no rollout. A child whose partial program is refuted, or that the model
    ended without it verifying, is a dead end (-1, never selected again). The child itself is
-   checked only when needed: a prefix of an unrefuted rollout is taken as unrefuted;
-4. **backs up** the reward along the path.
+   checked only when needed: a prefix of an unrefuted rollout is taken as unrefuted.
+   A refuted rollout whose checker locates its first error (coqc's failing sentence, Dafny's
+   first error, Lean's) keeps the whole lines before that error as a node below the child,
+   checked in the child's place: the search can go on from just before the mistake instead
+   of writing the accepted lines again, which is what a tree over partial programs has over
+   resampling whole ones;
+4. **backs up** the reward along the path (from the kept node when there is one).
 
 The search stops at the first verified program or when the spec's budget is spent:
 expansions (`samples`, or the budget's max_samples), generated tokens, FLOPs, seconds. The tree —
@@ -104,6 +109,7 @@ class _Expansion:
     tree: _Tree
     leaf: _Node
     child: _Node
+    node: _Node  # where the reward is backed up from: the child, or the accepted lines below it
     rollout: str | None  # the whole sampled body, when it went past the child's line
     rollout_ended: bool  # the model closed the program in it
     verdict: Verdict | None = None  # the rollout's
@@ -173,7 +179,7 @@ class VMCTS(SynthesisConfig):
             child = tree.child(leaf, step + rest[: len(rest) - len(rest.lstrip("\n"))])
             child.complete = child.complete or (closed(completion) and not rest.strip())
             rollout = leaf.text + completion.text if self.rollout and not child.complete else None
-            expansions.append(_Expansion(tree, leaf, child, rollout, closed(completion)))
+            expansions.append(_Expansion(tree, leaf, child, child, rollout, closed(completion)))
         # Rollouts first: a prefix of an unrefuted rollout needs no check of its own.
         rolled = [e for e in expansions if e.rollout is not None]
         for e, verdict in zip(rolled, check_all(ctx, [(e.tree.task, e.rollout, not e.rollout_ended) for e in rolled], self)):
@@ -181,21 +187,44 @@ class VMCTS(SynthesisConfig):
             e.child.rollouts[verdict.status] = e.child.rollouts.get(verdict.status, 0) + 1
             if verdict.verified:
                 self._solved(e.tree, e.child, e.rollout, verdict)
-        unsure = [e for e in expansions if e.verdict is None or e.verdict.status == "refuted"]
-        for e, verdict in zip(unsure, check_all(ctx, [(e.tree.task, e.child.text, not e.child.complete) for e in unsure], self)):
-            e.child.status = "verified" if verdict.verified else ("refuted" if e.child.complete else verdict.status)
-            if verdict.verified:
-                self._solved(e.tree, e.child, e.child.text, verdict)
+            elif verdict.line is not None:
+                self._keep_accepted(e)
+        kept = [e for e in expansions if e.node is not e.child]
+        self._check_nodes(ctx, [(e.tree, e.node) for e in kept])
+        for e in kept:
+            if e.node.status == "refuted":  # cut before its first error, it still fails (a Dafny method may)
+                e.node = e.child
+        # A child under an accepted node is unrefuted: it is a prefix of it.
+        unsure = [e for e in expansions if (e.verdict is None or e.verdict.status == "refuted") and e.node is e.child]
+        self._check_nodes(ctx, [(e.tree, e.child) for e in unsure])
         for e in expansions:
-            if e.child.dead and e.child.status != "verified":
+            if e.node.dead and e.node.status != "verified":
                 reward = -1.0
             else:
-                reward = e.verdict.score if e.verdict else STATUS_SCORE[e.child.status]
+                reward = e.verdict.score if e.verdict else STATUS_SCORE[e.node.status]
             for n in e.leaf.lineage():
                 n.pending -= 1
-            for n in e.child.lineage():
+            for n in e.node.lineage():
                 n.visits += 1
                 n.value += reward
+
+    @staticmethod
+    def _keep_accepted(e: _Expansion) -> None:
+        """A refuted rollout's lines before its first error become a node below the child (if
+        they go past it), so the search can go on from where the rollout went wrong rather than
+        sample those lines again."""
+        task = e.tree.task
+        accepted = task.method.body_before(task.spec, e.rollout, e.verdict.line)
+        if len(accepted) > len(e.child.text):
+            e.node = e.tree.child(e.child, accepted[len(e.child.text) :])
+
+    def _check_nodes(self, ctx: RunContext, nodes: list[tuple[_Tree, _Node]]) -> None:
+        """Each node's own verdict: a partial program's, unless the model ended the program there."""
+        checks = [(tree.task, node.text, not node.complete) for tree, node in nodes]
+        for (tree, node), verdict in zip(nodes, check_all(ctx, checks, self)):
+            node.status = "verified" if verdict.verified else ("refuted" if node.complete else verdict.status)
+            if verdict.verified:
+                self._solved(tree, node, node.text, verdict)
 
     @staticmethod
     def _solved(tree: _Tree, node: _Node, body: str, verdict) -> None:
