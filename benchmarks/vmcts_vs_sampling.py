@@ -9,6 +9,9 @@ arm (solved, tokens, checker calls) and ends with one JSON object: solved counts
 and seconds per solve, and the ratio of solved counts (VMCTS / resampling).
 
     python benchmarks/vmcts_vs_sampling.py --tier large --tokens 1024 --languages dafny coq
+
+`--data benchmarks/data/tuning` runs the tuning specs instead: what VMCTS's knobs (`--feedback`)
+are chosen on, never the reported ones.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ ARMS = ("vmcts", "resample")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tier", default="large", help="a tier of the default config")
+    parser.add_argument("--data", type=Path, default=DATA, help="a directory with one folder of specs per language")
+    parser.add_argument("--feedback", type=int, default=None, help="VMCTS: rejected lines shown per prompt (default: the strategy's)")
     parser.add_argument("--languages", nargs="+", default=["dafny", "coq"], choices=sorted(SUFFIXES))
     parser.add_argument("--tokens", type=int, default=1024, help="generated tokens per spec, each arm")
     parser.add_argument("--program-tokens", type=int, default=128, help="tokens per sampled program / rollout")
@@ -57,13 +62,15 @@ def main() -> None:
         if shutil.which(CHECKERS[language]) is None:
             console.print(f"skipping {language}: {CHECKERS[language]} is not installed")
             continue
-        specs = sorted(DATA.joinpath(language).glob(f"*.{SUFFIXES[language]}"))[: args.limit]
+        specs = sorted(args.data.joinpath(language).glob(f"*.{SUFFIXES[language]}"))[: args.limit]
         texts = [p.read_text() for p in specs]
         for arm in arms:
             params = {
                 "language": language, "seed": args.seed, "program_tokens": args.program_tokens,
                 "parallel": args.parallel, "samples": 4096, "check_timeout": args.check_timeout,
             }  # fmt: skip
+            if arm == "vmcts" and args.feedback is not None:
+                params["feedback"] = args.feedback
             events: list[dict] = []
             started = time.monotonic()
             with console.status(f"{arm} on {len(specs)} {language} specs"):
@@ -96,7 +103,10 @@ def main() -> None:
         table.add_row(*cells)
     console.print(table)
 
-    summary = {"name": "vmcts_vs_sampling", "tier": args.tier, "tokens_per_spec": args.tokens, "seed": args.seed, "model": engine.info().model_id}
+    summary = {
+        "name": "vmcts_vs_sampling", "tier": args.tier, "data": str(args.data), "tokens_per_spec": args.tokens,
+        "seed": args.seed, "feedback": args.feedback, "model": engine.info().model_id,
+    }  # fmt: skip
     for arm in arms:
         solved = [r for r in rows[arm] if r["solved"]]
         summary[arm] = {

@@ -16,6 +16,7 @@ import pytest
 from tools.sandbox import isolation_available
 from verifiers import coq, dafny
 from verifiers.programs import clear_cache, verify_program
+from workers.strategies.programs import PROGRAMS
 
 DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
 PLAIT = str(Path(sys.executable).with_name("plait"))
@@ -57,6 +58,24 @@ def test_every_language_has_at_least_ten_problems_with_good_and_bad_solutions():
             spec_text = spec(language, name, ext)
             for kind in ("good", "bad"):
                 assert spec_text.strip() in solution(language, name, kind, ext), (language, name)
+
+
+TUNING = [
+    pytest.param(language, p.stem, ext, marks=mark, id=f"{language}/{p.stem}")
+    for language, ext, mark in (("dafny", "dfy", NEEDS_DAFNY), ("coq", "v", NEEDS_COQ))
+    for p in sorted((DATA / "tuning" / language).glob(f"*.{ext}"))
+]
+
+
+@pytest.mark.parametrize("language, name, ext", TUNING)
+def test_every_tuning_spec_is_provable_and_none_is_a_reported_one(language, name, ext):
+    # What VMCTS is tuned on must be solvable (else it tunes nothing) and held apart from the
+    # specs it is measured on.
+    text = (DATA / "tuning" / language / f"{name}.{ext}").read_text()
+    good = (DATA / "tuning" / language / "solutions" / f"{name}.good.{ext}").read_text()
+    assert verify_program(language, good, spec=text).verified
+    assert all(text.strip() != spec(language, other, ext).strip() for other in problems(language, ext))
+    assert name not in problems(language, ext)
 
 
 # --- Dafny ----------------------------------------------------------------------------------
@@ -227,6 +246,17 @@ def test_coq_axioms_from_the_library_are_caught_by_print_assumptions():
     candidate = "Require Import Classical.\nTheorem lem : forall P : Prop, P \\/ ~ P.\nProof. intros P. apply classic. Qed.\n"
     verdict = verify_program("coq", candidate)
     assert verdict.status == "refuted" and "classic" in verdict.message, verdict.message
+
+
+@pytest.mark.parametrize("language, ext, name", [pytest.param("dafny", "dfy", "abs", marks=NEEDS_DAFNY), pytest.param("coq", "v", "add_zero", marks=NEEDS_COQ)])
+def test_a_vmcts_failure_note_is_one_comment_line_the_checker_passes_over(language, ext, name):
+    # A note quotes a model's line and a checker's message: whatever delimiters they hold, it
+    # stays one comment, so the program around it checks as it would without it.
+    note = PROGRAMS[language]().failure_note("    x := y; (* a *) // b -- c", 'line 3: Error: could not *) unify\n  "S k" (* // here')
+    assert note.endswith("\n") and note.count("\n") == 1 and note.startswith("    ") and "line 3" not in note
+    text = spec(language, name, ext).rstrip() + "\n"
+    first, rest = solution(language, name, "good", ext).removeprefix(text).split("\n", 1)
+    assert verify_program(language, text + first + "\n" + note + rest, text).verified
 
 
 @NEEDS_COQ

@@ -2,12 +2,15 @@
 
 The double (`ProofScript`) answers by the partial program in the prompt: each body it is
 asked to continue has a list of continuations it cycles through, so the search's choices —
-not call order — decide what it sees. The end-to-end run with the real model is in
+not call order — decide what it sees. VMCTS's failure notes (comments after the body) are
+not part of the body: the double records them, and a script can answer differently when
+the prompt shows one. The end-to-end run with the real model is in
 tests/test_e2e.py.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,25 +26,33 @@ pytestmark = pytest.mark.needs_coq
 SPEC = (Path(__file__).parents[1] / "benchmarks/data/coq/add_zero.v").read_text()
 OPEN = "Proof.\n"
 INDUCTION = "  induction n as [| k IH].\n  - reflexivity.\n  - simpl. rewrite IH. reflexivity.\nQed.\n```"
+NOTES = re.compile(r"(?:^ *\(\* failed here: .*\*\)\n)+\Z", re.MULTILINE)
 
 
 class ProofScript(ScriptedEngine):
     """Test double: continuations chosen by the body being continued, cycled in order."""
 
-    def __init__(self, by_body: dict[str, list[str]]):
+    def __init__(self, by_body: dict[str, list[str]], after_a_note: dict[str, list[str]] | None = None):
         super().__init__(by_body)
+        self.after_a_note = after_a_note or {}
         self.asked: list[str] = []
+        self.notes: list[str] = []
 
     def _next_text(self, prompt) -> str:
-        body = prompt[-1].content.split(SPEC.rstrip() + "\n", 1)[1]
+        shown = prompt[-1].content.split(SPEC.rstrip() + "\n", 1)[1]
+        notes = NOTES.search(shown)
+        body = shown[: notes.start()] if notes else shown
         self.asked.append(body)
-        texts = self.scripts.setdefault(body, ["  admit.\n```"])
+        if notes:
+            self.notes.append(notes[0])
+        scripts = self.after_a_note if notes and body in self.after_a_note else self.scripts
+        texts = scripts.setdefault(body, ["  admit.\n```"])
         texts.append(texts.pop(0))
         return texts[-1]
 
 
-def synthesize(strategy, by_body, params=None, budget=None):
-    engine = ProofScript(by_body)
+def synthesize(strategy, by_body, params=None, budget=None, after_a_note=None):
+    engine = ProofScript(by_body, after_a_note)
     ctx = RunContext(engine, budget or Budget(max_tokens=4000))
     (attempt,) = make_strategy(strategy, {"language": "coq", "parallel": 1, **(params or {})}).run([SPEC], ctx)
     return attempt, engine
@@ -89,6 +100,43 @@ def test_vmcts_goes_on_from_the_lines_coq_accepted_before_a_rollouts_error():
     assert tree[attempt.search["solution_node"]]["parent"] == kept["id"]
 
 
+def test_vmcts_shows_the_model_the_line_coq_rejected_there_and_why():
+    # The model writes the right induction and a wrong last case; continued from just before
+    # that case it writes the same wrong line again, unless the prompt tells it the line failed
+    # and coqc's message. Only with the notes does it find the proof within the budget.
+    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n"
+    wrong = "  - simpl. reflexivity.\nQed.\n```"
+    script = {OPEN: [accepted.removeprefix(OPEN) + wrong], accepted: [wrong]}
+    fixed = {accepted: ["  - simpl. rewrite IH. reflexivity.\nQed.\n```"]}
+    attempt, engine = synthesize("vmcts", script, {"samples": 8}, after_a_note=fixed)
+    assert attempt.verdict.verified
+    assert engine.notes[0] == "  (* failed here: - simpl. reflexivity. -- " + engine.notes[0].split(" -- ", 1)[1]
+    assert "Unable to unify" in engine.notes[0] and "line " not in engine.notes[0]
+    assert "(* failed here" not in attempt.answer  # the notes are the prompt's, never the program's
+    kept = next(n for n in attempt.search["tree"] if n["step"] == "  induction n as [| k IH].\n  - reflexivity.\n")
+    assert kept["failed_lines"] == ["  - simpl. reflexivity."]
+
+    attempt, engine = synthesize("vmcts", script, {"samples": 8, "feedback": 0}, after_a_note=fixed)
+    assert not attempt.verdict.verified and engine.notes == []
+
+
+def test_vmcts_notes_the_newest_rejected_lines_first_wherever_their_program_is_reached():
+    # The same partial program is reached by two paths (a kept two-line node, and its lines one
+    # by one); the model keeps writing wrong last cases after it. Each prompt shows at most two
+    # rejected lines, the newest first, and both nodes know every line rejected after them.
+    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n"
+    wrongs = [f"  - simpl. {tactic}reflexivity.\nQed.\n```" for tactic in ("", "simpl. ", "auto. ")]
+    intros = OPEN + "  intros n.\n"
+    script = {OPEN: [accepted.removeprefix(OPEN) + wrongs[0]], intros: [accepted.removeprefix(intros) + wrongs[0]], accepted: wrongs[1:]}
+    attempt, engine = synthesize("vmcts", script, {"samples": 12, "feedback": 2})
+    shown = [[line.split(" -- ")[0].removeprefix("  (* failed here: ") for line in note.splitlines()] for note in engine.notes]
+    assert shown[:2] == [["- simpl. reflexivity."], ["- simpl. simpl. reflexivity.", "- simpl. reflexivity."]]
+    assert max(len(lines) for lines in shown) == 2
+    noted = [n for n in attempt.search["tree"] if n["failed_lines"]]
+    assert len(noted) == 2 and noted[0]["failed_lines"] == noted[1]["failed_lines"]
+    assert sorted(noted[0]["failed_lines"]) == sorted(w.split("\n")[0] for w in wrongs)
+
+
 def test_a_vmcts_step_keeps_the_blank_lines_after_its_line():
     # The model writes "intros n." and a blank line (one "\n\n" token): that is the step, and
     # the search continues after the blank line, not inside its token.
@@ -134,6 +182,7 @@ def test_a_missing_checker_ends_the_search_with_install_guidance(monkeypatch):
         ({"language": "rust"}, "language must be one of"),
         ({"widen_alpha": 2}, "widen_alpha"),
         ({"parallel": 0}, "parallel"),
+        ({"feedback": -1}, "feedback"),
     ],
 )
 def test_bad_parameters_are_named(params, fragment):

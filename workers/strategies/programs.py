@@ -8,6 +8,7 @@ job's verifier (the language's real checker) accepts: see synthesis.py.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,6 +18,7 @@ from workers.strategies.paths import Path
 from workers.strategies.prompts import FewShot
 
 FENCE_END = "```"
+LOCATION = re.compile(r"^line \d+: ")  # a verdict's own line number, which a note would only shift
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ProgramMethod(Method):
     # One worked example, none of them a benchmark problem: (spec, what follows it). The model
     # learns the format (the spec repeated, then the body) from it.
     example: ClassVar[tuple[str, str]]
+    comment: ClassVar[tuple[str, str]]  # (opening, closing); no closing: it runs to the line's end
 
     def program(self, spec: str, body: str) -> str:
         return f"{spec.rstrip()}\n{body}"
@@ -36,6 +39,16 @@ class ProgramMethod(Method):
         first = self.program(spec, "").count("\n") + 1  # the program's line the body starts on
         finished = body.split("\n")[:-1]
         return "".join(f"{k}\n" for k in finished[: max(0, line - first)])
+
+    def failure_note(self, line: str, message: str) -> str:
+        """A comment line saying that `line`, written here, failed with the checker's `message`:
+        for a prompt, so the model sees why before it writes on; never part of a checked program."""
+        opening, closing = self.comment
+        said = LOCATION.sub("", " ".join(message.split()))
+        for delimiter in filter(None, (opening, closing)):
+            line, said = line.replace(delimiter, " "), said.replace(delimiter, " ")
+        indent = line[: len(line) - len(line.lstrip())]
+        return f"{indent}{opening} failed here: {line.strip()} -- {said} {closing}".rstrip() + "\n"
 
     @property
     def few_shot(self) -> FewShot:
@@ -60,6 +73,7 @@ def closed(completion: Completion) -> bool:
 class Dafny(ProgramMethod):
     name: ClassVar[str] = "dafny"
     opening: ClassVar[str] = "{\n"  # Dafny needs the body's `{` right after the spec
+    comment: ClassVar[tuple[str, str]] = ("//", "")
     system: ClassVar[str] = "Write the body of the Dafny method so that Dafny verifies it. Add loop invariants where a loop needs them."
     example: ClassVar[tuple[str, str]] = (
         """// a times b, by repeated addition.
@@ -85,6 +99,7 @@ method Mult(a: nat, b: nat) returns (p: nat)
 class Coq(ProgramMethod):
     name: ClassVar[str] = "coq"
     opening: ClassVar[str] = "Proof.\n"
+    comment: ClassVar[tuple[str, str]] = ("(*", "*)")
     system: ClassVar[str] = "Prove the Coq theorem. Write the proof script, ending with Qed."
     example: ClassVar[tuple[str, str]] = (
         "(** Multiplying by one on the right. *)\nTheorem mult_one_right : forall n : nat, n * 1 = n.",
@@ -101,6 +116,7 @@ Qed.
 @dataclass(frozen=True)
 class Lean(ProgramMethod):
     name: ClassVar[str] = "lean"
+    comment: ClassVar[tuple[str, str]] = ("--", "")
     system: ClassVar[str] = "Prove the Lean 4 theorem (core Lean, no Mathlib). Write the proof after :=."
     example: ClassVar[tuple[str, str]] = (
         "/-- Multiplying by one on the right. -/\ntheorem mul_one' (n : Nat) : n * 1 = n :=",

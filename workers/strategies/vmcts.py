@@ -26,9 +26,17 @@ A node is a partial program: the spec and the first lines of its body. One itera
    resampling whole ones;
 4. **backs up** the reward along the path (from the kept node when there is one).
 
+With `feedback` on, the tree remembers each line the checker rejected with its message (a
+rollout's or a child's first error, located as above) by the partial program it was written
+after, and the prompt that expands a node with that program shows the newest few as
+comments at its end: the model sees why the last attempts from here failed before it writes
+the next one, where resampling (and VMCTS as published) only draws again. The comments are
+in the prompt only; the programs checked never hold them.
+
 The search stops at the first verified program or when the spec's budget is spent:
 expansions (`samples`, or the budget's max_samples), generated tokens, FLOPs, seconds. The tree —
-every node's step, visits, mean value and verdict — is recorded in the attempt.
+every node's step, visits, mean value, verdict and the lines rejected after it — is recorded
+in the attempt.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ class _Node(Path):
             node = node.parent
         return out
 
-    def record(self) -> dict:
+    def record(self, failed: dict[str, str]) -> dict:
         return {
             "id": self.id,
             "parent": self.parent.id if self.parent else None,
@@ -83,6 +91,7 @@ class _Node(Path):
             "status": self.status,
             "complete": self.complete,
             "rollouts": self.rollouts,
+            "failed_lines": list(failed),
         }
 
 
@@ -92,6 +101,8 @@ class _Tree:
     nodes: list[_Node] = field(default_factory=list)
     expansions: int = 0
     solution_node: int | None = None
+    # body -> {a line rejected right after it: the checker's message}, oldest first
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def child(self, parent: _Node, step: str) -> _Node:
         """The child of `parent` that adds `step` (an existing one when the model repeats itself)."""
@@ -122,11 +133,14 @@ class VMCTS(SynthesisConfig):
     widen_k: float = 1.0  # progressive widening: expansions allowed = ceil(widen_k * visits^widen_alpha)
     widen_alpha: float = 0.5
     rollout: bool = True
+    feedback: int = 2  # rejected lines (with the checker's message) shown when a node is expanded; 0: none
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.exploration < 0 or self.widen_k <= 0 or not 0 <= self.widen_alpha <= 1:
             raise ValueError("exploration must be >= 0, widen_k positive and widen_alpha in [0, 1]")
+        if self.feedback < 0:
+            raise ValueError(f"feedback must be >= 0 (rejected lines shown per prompt), got {self.feedback}")
 
     def run(self, questions: list[str], ctx: RunContext) -> list[Attempt]:
         batch = self.batch(ctx)
@@ -138,7 +152,7 @@ class VMCTS(SynthesisConfig):
         while live := [t for t in trees if not t.task.over]:
             round_ += 1
             picks = [(tree, self._select(tree.nodes[0])) for tree in live for _ in range(tree.task.slots(self.parallel))]
-            outputs = batch.generate([leaf for _, leaf in picks], stop, round_, continues=True)
+            outputs = batch.generate([self._shown(tree, leaf) for tree, leaf in picks], stop, round_, continues=True)
             # A pick its spec's budget could not pay for is dropped: that search is over.
             self._evaluate(ctx, [(pick, c) for pick, c in zip(picks, outputs) if c is not None])
         return [self._attempt(tree, batch) for tree in trees]
@@ -169,6 +183,15 @@ class VMCTS(SynthesisConfig):
 
     # --- expansion and evaluation ---------------------------------------------------------------
 
+    def _shown(self, tree: _Tree, leaf: _Node) -> Path:
+        """What the model continues to expand `leaf`: its partial program, and after it (when it
+        ends a line) the newest lines the checker rejected there, as comments."""
+        failures = list(tree.failures.get(leaf.text, {}).items())[-self.feedback :] if self.feedback else []
+        if not failures or not leaf.text.endswith("\n"):
+            return leaf
+        notes = "".join(tree.task.method.failure_note(line, message) for line, message in reversed(failures))
+        return Path(leaf.question, leaf.account, text=leaf.text + notes)
+
     def _evaluate(self, ctx: RunContext, sampled: list[tuple[tuple[_Tree, _Node], Completion]]) -> None:
         expansions = []
         for (tree, leaf), completion in sampled:
@@ -194,6 +217,8 @@ class VMCTS(SynthesisConfig):
         for e in kept:
             if e.node.status == "refuted":  # cut before its first error, it still fails (a Dafny method may)
                 e.node = e.child
+        for e in rolled:
+            self._learn(e.tree, e.rollout, e.verdict)
         # A child under an accepted node is unrefuted: it is a prefix of it.
         unsure = [e for e in expansions if (e.verdict is None or e.verdict.status == "refuted") and e.node is e.child]
         self._check_nodes(ctx, [(e.tree, e.child) for e in unsure])
@@ -225,6 +250,23 @@ class VMCTS(SynthesisConfig):
             node.status = "verified" if verdict.verified else ("refuted" if node.complete else verdict.status)
             if verdict.verified:
                 self._solved(tree, node, node.text, verdict)
+            self._learn(tree, node.text, verdict)
+
+    @staticmethod
+    def _learn(tree: _Tree, body: str, verdict: Verdict) -> None:
+        """Where the checker located the error of `body`, the line it rejected is remembered by
+        the lines it accepted before it: any node with that partial program (there may be
+        several, reached by different steps) is shown it."""
+        if verdict.status != "refuted" or verdict.line is None:
+            return
+        task = tree.task
+        lines = task.source(body).split("\n")
+        if verdict.line > len(lines) or not lines[verdict.line - 1].strip():
+            return
+        failed = tree.failures.setdefault(task.method.body_before(task.spec, body, verdict.line), {})
+        line = lines[verdict.line - 1]
+        failed.pop(line, None)  # seen again: it is the newest
+        failed[line] = verdict.message
 
     @staticmethod
     def _solved(tree: _Tree, node: _Node, body: str, verdict) -> None:
@@ -239,7 +281,7 @@ class VMCTS(SynthesisConfig):
             "widening": [self.widen_k, self.widen_alpha],
             "rollout": self.rollout,
             "solution_node": tree.solution_node,
-            "tree": [n.record() for n in tree.nodes],
+            "tree": [n.record(tree.failures.get(n.text, {})) for n in tree.nodes],
         }
         return attempt_of(batch, tree.task, self.name, search)
 

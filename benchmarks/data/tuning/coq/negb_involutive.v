@@ -1,0 +1,2 @@
+(** Negating a boolean twice gives it back. *)
+Theorem negb_involutive : forall b : bool, negb (negb b) = b.

@@ -1,0 +1,13 @@
+(** Tripling by recursion equals adding a number to itself twice. *)
+Fixpoint triple (n : nat) : nat :=
+  match n with
+  | O => O
+  | S k => S (S (S (triple k)))
+  end.
+
+Theorem triple_is_sum : forall n : nat, triple n = n + n + n.
+Proof.
+  intros n. induction n as [| k IH].
+  - reflexivity.
+  - simpl. rewrite IH. rewrite <- !plus_n_Sm. reflexivity.
+Qed.

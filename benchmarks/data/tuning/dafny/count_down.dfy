@@ -1,0 +1,8 @@
+// The sum n + (n - 1) + ... + 1, counting down.
+function Sum(n: nat): nat
+{
+  if n == 0 then 0 else n + Sum(n - 1)
+}
+
+method SumDown(n: nat) returns (s: nat)
+  ensures s == Sum(n)

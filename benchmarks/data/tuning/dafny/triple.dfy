@@ -1,0 +1,3 @@
+// Three times n, by repeated addition.
+method Triple(n: nat) returns (t: nat)
+  ensures t == 3 * n
