@@ -58,6 +58,7 @@ def main() -> None:
     began = time.monotonic()
     arms = [arm for arm in ARMS if arm in args.arms]
     rows: dict[str, list[dict]] = {arm: [] for arm in arms}
+    feedback = None  # the VMCTS arm's, as it ran: the flag's value or the strategy's default
     for language in args.languages:
         if shutil.which(CHECKERS[language]) is None:
             console.print(f"skipping {language}: {CHECKERS[language]} is not installed")
@@ -71,10 +72,12 @@ def main() -> None:
             }  # fmt: skip
             if arm == "vmcts" and args.feedback is not None:
                 params["feedback"] = args.feedback
+            strategy = make_strategy(arm, params)
+            feedback = getattr(strategy, "feedback", feedback)
             events: list[dict] = []
             started = time.monotonic()
             with console.status(f"{arm} on {len(specs)} {language} specs"):
-                attempts = make_strategy(arm, params).run(texts, RunContext(engine, Budget(max_tokens=args.tokens), emit=events.append))
+                attempts = strategy.run(texts, RunContext(engine, Budget(max_tokens=args.tokens), emit=events.append))
             seconds = time.monotonic() - started
             for path, text, attempt in zip(specs, texts, attempts):
                 # Each solution is re-checked from scratch: the arm's word is not taken for it.
@@ -105,7 +108,7 @@ def main() -> None:
 
     summary = {
         "name": "vmcts_vs_sampling", "tier": args.tier, "data": str(args.data), "tokens_per_spec": args.tokens,
-        "seed": args.seed, "feedback": args.feedback, "model": engine.info().model_id,
+        "seed": args.seed, "feedback": feedback, "model": engine.info().model_id,
     }  # fmt: skip
     for arm in arms:
         solved = [r for r in rows[arm] if r["solved"]]
