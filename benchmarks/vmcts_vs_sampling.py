@@ -10,8 +10,8 @@ and seconds per solve, and the ratio of solved counts (VMCTS / resampling).
 
     python benchmarks/vmcts_vs_sampling.py --tier large --tokens 1024 --languages dafny coq
 
-`--data benchmarks/data/tuning` runs the tuning specs instead: what VMCTS's knobs (`--feedback`)
-are chosen on, never the reported ones.
+`--data benchmarks/data/tuning` runs the tuning specs instead: what VMCTS's knobs (`--vmcts
+widen_k=2.0 --vmcts feedback=0`) are chosen on, never the reported ones.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
@@ -30,6 +31,8 @@ from verifiers.programs import EXTENSIONS, verify_program
 from workers.engines import make_engine
 from workers.strategies import make_strategy
 from workers.strategies.base import RunContext
+from workers.strategies.synthesis import SynthesisConfig
+from workers.strategies.vmcts import VMCTS
 from workers.types import Budget
 
 DATA = Path(__file__).parent / "data"
@@ -42,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tier", default="large", help="a tier of the default config")
     parser.add_argument("--data", type=Path, default=DATA, help="a directory with one folder of specs per language")
-    parser.add_argument("--feedback", type=int, default=None, help="VMCTS: rejected lines shown per prompt (default: the strategy's)")
+    parser.add_argument("--vmcts", action="append", default=[], metavar="KEY=VALUE", help="a parameter of the VMCTS arm (default: the strategy's), e.g. feedback=0")
     parser.add_argument("--languages", nargs="+", default=["dafny", "coq"], choices=sorted(SUFFIXES))
     parser.add_argument("--tokens", type=int, default=1024, help="generated tokens per spec, each arm")
     parser.add_argument("--program-tokens", type=int, default=128, help="tokens per sampled program / rollout")
@@ -58,7 +61,8 @@ def main() -> None:
     began = time.monotonic()
     arms = [arm for arm in ARMS if arm in args.arms]
     rows: dict[str, list[dict]] = {arm: [] for arm in arms}
-    feedback = None  # the VMCTS arm's, as it ran: the flag's value or the strategy's default
+    knobs = dict(_knob(pair) for pair in args.vmcts)
+    tree_knobs = None  # the VMCTS arm's own parameters as it ran: the flags' values or its defaults
     for language in args.languages:
         if shutil.which(CHECKERS[language]) is None:
             console.print(f"skipping {language}: {CHECKERS[language]} is not installed")
@@ -70,10 +74,10 @@ def main() -> None:
                 "language": language, "seed": args.seed, "program_tokens": args.program_tokens,
                 "parallel": args.parallel, "samples": 4096, "check_timeout": args.check_timeout,
             }  # fmt: skip
-            if arm == "vmcts" and args.feedback is not None:
-                params["feedback"] = args.feedback
-            strategy = make_strategy(arm, params)
-            feedback = getattr(strategy, "feedback", feedback)
+            strategy = make_strategy(arm, {**params, **knobs} if arm == "vmcts" else params)
+            if arm == "vmcts":
+                shared = {f.name for f in fields(SynthesisConfig)}
+                tree_knobs = {f.name: getattr(strategy, f.name) for f in fields(VMCTS) if f.name not in shared}
             events: list[dict] = []
             started = time.monotonic()
             with console.status(f"{arm} on {len(specs)} {language} specs"):
@@ -108,7 +112,7 @@ def main() -> None:
 
     summary = {
         "name": "vmcts_vs_sampling", "tier": args.tier, "data": str(args.data), "tokens_per_spec": args.tokens,
-        "seed": args.seed, "feedback": feedback, "model": engine.info().model_id,
+        "seed": args.seed, "vmcts_params": tree_knobs, "model": engine.info().model_id,
     }  # fmt: skip
     for arm in arms:
         solved = [r for r in rows[arm] if r["solved"]]
@@ -128,6 +132,16 @@ def main() -> None:
     summary["seconds"] = round(time.monotonic() - began, 1)
     engine.close()
     print(json.dumps(summary))
+
+
+def _knob(pair: str) -> tuple[str, object]:
+    key, sep, raw = pair.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--vmcts {pair!r} must look like key=value, e.g. --vmcts widen_k=2.0")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
 
 
 if __name__ == "__main__":

@@ -225,6 +225,15 @@ def test_a_refuted_coq_proof_names_the_line_coqc_stopped_at(failing):
 
 
 @NEEDS_COQ
+def test_a_refuted_coq_proof_names_where_in_its_line_the_failing_tactic_starts():
+    accepted = ADD_ZERO + "Proof.\n"
+    for before in ("  ", "  intros n. ", "  intros n.  simpl. "):
+        verdict = verify_program("coq", accepted + before + "reflexivity.\nQed.\n", spec=ADD_ZERO, partial=True)
+        assert verdict.status == "refuted" and verdict.line == accepted.count("\n") + 1, verdict.message
+        assert verdict.column == len(before), (before, verdict.column, verdict.message)
+
+
+@NEEDS_COQ
 @pytest.mark.parametrize(
     "candidate, words",
     [

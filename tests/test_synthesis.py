@@ -88,15 +88,29 @@ def test_vmcts_goes_on_from_the_lines_coq_accepted_before_a_rollouts_error():
     # From the root the model writes three good lines and then a wrong tactic; continued from
     # just before that tactic it writes the right one, and from anywhere else it cheats. Only a
     # search that keeps what coqc accepted of the refuted rollout reaches the proof.
-    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n"
-    wrong_finish = "  - simpl. reflexivity.\nQed.\n```"
-    script = {OPEN: [accepted.removeprefix(OPEN) + wrong_finish], accepted: ["  - simpl. rewrite IH. reflexivity.\nQed.\n```"]}
+    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n  - simpl.\n"
+    wrong_finish = "  reflexivity.\nQed.\n```"
+    script = {OPEN: [accepted.removeprefix(OPEN) + wrong_finish], accepted: ["  rewrite IH. reflexivity.\nQed.\n```"]}
     attempt, engine = synthesize("vmcts", script)
     assert attempt.verdict.verified and accepted in engine.asked
     tree = attempt.search["tree"]
     intros = next(n for n in tree if n["step"] == "  intros n.\n")
-    kept = next(n for n in tree if n["step"] == "  induction n as [| k IH].\n  - reflexivity.\n")
+    kept = next(n for n in tree if n["step"] == "  induction n as [| k IH].\n  - reflexivity.\n  - simpl.\n")
     assert kept["parent"] == intros["id"] and kept["status"] == "incomplete"
+    assert tree[attempt.search["solution_node"]]["parent"] == kept["id"]
+
+
+def test_vmcts_goes_on_from_the_tactics_coq_accepted_before_the_failing_one_on_its_line():
+    # From the root the model writes a good tactic and a wrong one on one line; continued from
+    # just after the good one it writes the induction, and from anywhere else it cheats. Only a
+    # search whose step can end inside a line, where coqc's column says the error starts, finds it.
+    intros = OPEN + "  intros n."
+    attempt, engine = synthesize("vmcts", {OPEN: ["  intros n. reflexivity.\nQed.\n```"], intros: ["\n" + INDUCTION]}, {"samples": 6})
+    assert attempt.verdict.verified and intros in engine.asked
+    tree = attempt.search["tree"]
+    kept = next(n for n in tree if n["step"] == "  intros n.")
+    assert kept["parent"] == 0 and kept["status"] == "incomplete"
+    assert next(n for n in tree if n["step"] == "  intros n. reflexivity.\n")["status"] == "refuted"
     assert tree[attempt.search["solution_node"]]["parent"] == kept["id"]
 
 
@@ -104,17 +118,17 @@ def test_vmcts_shows_the_model_the_line_coq_rejected_there_and_why():
     # The model writes the right induction and a wrong last case; continued from just before
     # that case it writes the same wrong line again, unless the prompt tells it the line failed
     # and coqc's message. Only with the notes does it find the proof within the budget.
-    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n"
-    wrong = "  - simpl. reflexivity.\nQed.\n```"
+    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n  - simpl.\n"
+    wrong = "  reflexivity.\nQed.\n```"
     script = {OPEN: [accepted.removeprefix(OPEN) + wrong], accepted: [wrong]}
-    fixed = {accepted: ["  - simpl. rewrite IH. reflexivity.\nQed.\n```"]}
+    fixed = {accepted: ["  rewrite IH. reflexivity.\nQed.\n```"]}
     attempt, engine = synthesize("vmcts", script, {"samples": 8}, after_a_note=fixed)
     assert attempt.verdict.verified
-    assert engine.notes[0] == "  (* failed here: - simpl. reflexivity. -- " + engine.notes[0].split(" -- ", 1)[1]
+    assert engine.notes[0] == "  (* failed here: reflexivity. -- " + engine.notes[0].split(" -- ", 1)[1]
     assert "Unable to unify" in engine.notes[0] and "line " not in engine.notes[0]
     assert "(* failed here" not in attempt.answer  # the notes are the prompt's, never the program's
-    kept = next(n for n in attempt.search["tree"] if n["step"] == "  induction n as [| k IH].\n  - reflexivity.\n")
-    assert kept["failed_lines"] == ["  - simpl. reflexivity."]
+    kept = next(n for n in attempt.search["tree"] if n["step"] == "  induction n as [| k IH].\n  - reflexivity.\n  - simpl.\n")
+    assert kept["failed_lines"] == ["  reflexivity."]
 
     attempt, engine = synthesize("vmcts", script, {"samples": 8, "feedback": 0}, after_a_note=fixed)
     assert not attempt.verdict.verified and engine.notes == []
@@ -124,13 +138,13 @@ def test_vmcts_notes_the_newest_rejected_lines_first_wherever_their_program_is_r
     # The same partial program is reached by two paths (a kept two-line node, and its lines one
     # by one); the model keeps writing wrong last cases after it. Each prompt shows at most two
     # rejected lines, the newest first, and both nodes know every line rejected after them.
-    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n"
-    wrongs = [f"  - simpl. {tactic}reflexivity.\nQed.\n```" for tactic in ("", "simpl. ", "auto. ")]
+    accepted = OPEN + "  intros n.\n  induction n as [| k IH].\n  - reflexivity.\n  - simpl.\n"
+    wrongs = [f"  {tactic}.\nQed.\n```" for tactic in ("reflexivity", "exact eq_refl", "apply eq_refl")]
     intros = OPEN + "  intros n.\n"
     script = {OPEN: [accepted.removeprefix(OPEN) + wrongs[0]], intros: [accepted.removeprefix(intros) + wrongs[0]], accepted: wrongs[1:]}
     attempt, engine = synthesize("vmcts", script, {"samples": 12, "feedback": 2})
     shown = [[line.split(" -- ")[0].removeprefix("  (* failed here: ") for line in note.splitlines()] for note in engine.notes]
-    assert shown[:2] == [["- simpl. reflexivity."], ["- simpl. simpl. reflexivity.", "- simpl. reflexivity."]]
+    assert shown[:2] == [["reflexivity."], ["exact eq_refl.", "reflexivity."]]
     assert max(len(lines) for lines in shown) == 2
     noted = [n for n in attempt.search["tree"] if n["failed_lines"]]
     assert len(noted) == 2 and noted[0]["failed_lines"] == noted[1]["failed_lines"]

@@ -51,7 +51,7 @@ CHEATS = {
 }
 THEOREM = re.compile(r"\b(?:Theorem|Lemma|Example|Corollary|Proposition|Fact|Remark)\s+([\w']+)")
 IMPORT_SENTENCE = re.compile(r"(From\s+[\w.]+\s+)?(Require(\s+(Import|Export))?|Import|Export)(\s+[\w.']+)+")
-LOCATED = re.compile(r'^File "[^"]*", line (\d+), characters \d+-\d+:\n(Error:[\s\S]*?)(?=^File "|\Z)', re.MULTILINE)
+LOCATED = re.compile(r'^File "[^"]*", line (\d+), characters (\d+)-\d+:\n(Error:[\s\S]*?)(?=^File "|\Z)', re.MULTILINE)
 CLOSED = "Closed under the global context"
 
 
@@ -87,7 +87,7 @@ class Coq(ProgramLanguage):
     def judge(self, c: Candidate, proof: _Proof, run: Run) -> Verdict:
         located = LOCATED.search(run.output)
         if located and int(located[1]) <= proof.last_line:
-            return Verdict.of("refuted", f"line {located[1]}: {clip(' '.join(located[2].split()))}", c.checker, line=int(located[1]))
+            return Verdict.of("refuted", f"line {located[1]}: {clip(' '.join(located[3].split()))}", c.checker, line=int(located[1]), column=int(located[2]))
         if run.returncode != 0:  # an error in the appended commands: a proof is still open
             message = "proof not finished" + (f" ({', '.join(proof.names)})" if proof.names else "")
             return Verdict.of("incomplete" if c.partial else "refuted", message, c.checker)

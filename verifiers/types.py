@@ -32,6 +32,9 @@ class Verdict:
     # A refuted program's first line in error, where the checker locates it (1-based, in the
     # checked source): what comes before it is what the checker accepted, for a search to keep.
     line: int | None = None
+    # Where in that line the error starts (0-based), when the checker says (coqc does): what
+    # precedes it on the line was accepted too, e.g. the tactics before a failing one.
+    column: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUS_SCORE:
@@ -40,8 +43,8 @@ class Verdict:
             raise ValueError(f"verdict score {self.score} outside [-1, 1]")
 
     @classmethod
-    def of(cls, status: VerdictStatus, message: str, checker: Checker, score: float | None = None, line: int | None = None) -> "Verdict":
-        return cls(status, STATUS_SCORE[status] if score is None else score, message, checker, line)
+    def of(cls, status: VerdictStatus, message: str, checker: Checker, score: float | None = None, line: int | None = None, column: int | None = None) -> "Verdict":
+        return cls(status, STATUS_SCORE[status] if score is None else score, message, checker, line, column)
 
     @property
     def verified(self) -> bool:
@@ -52,4 +55,4 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Verdict":
-        return cls(data["status"], data["score"], data["message"], Checker(**data.get("checker", {"name": "none"})), data.get("line"))
+        return cls(data["status"], data["score"], data["message"], Checker(**data.get("checker", {"name": "none"})), data.get("line"), data.get("column"))

@@ -34,11 +34,17 @@ class ProgramMethod(Method):
     def program(self, spec: str, body: str) -> str:
         return f"{spec.rstrip()}\n{body}"
 
-    def body_before(self, spec: str, body: str, line: int) -> str:
-        """The finished lines of `body` that precede line `line` (1-based) of its program."""
+    def body_before(self, spec: str, body: str, line: int, column: int | None = None) -> str:
+        """What of `body` precedes line `line` (1-based) of its program: its finished lines, and
+        with `column`, that line's text before it (the tactics before a failing one), without
+        the trailing blanks the model would write again as part of its next token."""
         first = self.program(spec, "").count("\n") + 1  # the program's line the body starts on
-        finished = body.split("\n")[:-1]
-        return "".join(f"{k}\n" for k in finished[: max(0, line - first)])
+        lines = body.split("\n")
+        before = "".join(f"{k}\n" for k in lines[:-1][: max(0, line - first)])
+        if column is None or not first <= line < first + len(lines):
+            return before
+        head = lines[line - first][:column].rstrip()
+        return before + head if head.strip() else before
 
     def failure_note(self, line: str, message: str) -> str:
         """A comment line saying that `line`, written here, failed with the checker's `message`:

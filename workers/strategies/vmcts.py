@@ -20,9 +20,12 @@ A node is a partial program: the spec and the first lines of its body. One itera
    ended without it verifying, is a dead end (-1, never selected again). The child itself is
    checked only when needed: a prefix of an unrefuted rollout is taken as unrefuted.
    A refuted rollout whose checker locates its first error (coqc's failing sentence, Dafny's
-   first error, Lean's) keeps the whole lines before that error as a node below the child,
-   checked in the child's place: the search can go on from just before the mistake instead
-   of writing the accepted lines again, which is what a tree over partial programs has over
+   first error, Lean's) keeps what precedes that error as a node, checked in the child's
+   place: the whole lines before it, and where the checker gives the error's column (coqc
+   does) the sentences before it on its line, so a step is a tactic rather than a line when
+   a line holds several. The node goes below the child, or below the leaf when the error is
+   in the child's own line. The search can go on from just before the mistake instead of
+   writing the accepted text again, which is what a tree over partial programs has over
    resampling whole ones;
 4. **backs up** the reward along the path (from the kept node when there is one).
 
@@ -125,6 +128,11 @@ class _Expansion:
     rollout_ended: bool  # the model closed the program in it
     verdict: Verdict | None = None  # the rollout's
 
+    @property
+    def covers_child(self) -> bool:
+        """The reward's node is an accepted partial program that extends the child."""
+        return self.node is not self.child and self.node.text.startswith(self.child.text)
+
 
 @dataclass
 class VMCTS(SynthesisConfig):
@@ -219,8 +227,8 @@ class VMCTS(SynthesisConfig):
                 e.node = e.child
         for e in rolled:
             self._learn(e.tree, e.rollout, e.verdict)
-        # A child under an accepted node is unrefuted: it is a prefix of it.
-        unsure = [e for e in expansions if (e.verdict is None or e.verdict.status == "refuted") and e.node is e.child]
+        # A child that is a prefix of an accepted node is unrefuted.
+        unsure = [e for e in expansions if (e.verdict is None or e.verdict.status == "refuted") and not e.covers_child]
         self._check_nodes(ctx, [(e.tree, e.child) for e in unsure])
         for e in expansions:
             if e.node.dead and e.node.status != "verified":
@@ -235,13 +243,16 @@ class VMCTS(SynthesisConfig):
 
     @staticmethod
     def _keep_accepted(e: _Expansion) -> None:
-        """A refuted rollout's lines before its first error become a node below the child (if
-        they go past it), so the search can go on from where the rollout went wrong rather than
-        sample those lines again."""
+        """What the checker accepted of a refuted rollout, before its first error, becomes a
+        node, so the search can go on from where the rollout went wrong rather than sample it
+        again: below the child when it goes past the child's line, below the leaf when the
+        error is inside that line (coqc locates the failing tactic, and the ones before it on
+        the line were accepted)."""
         task = e.tree.task
-        accepted = task.method.body_before(task.spec, e.rollout, e.verdict.line)
-        if len(accepted) > len(e.child.text):
-            e.node = e.tree.child(e.child, accepted[len(e.child.text) :])
+        accepted = task.method.body_before(task.spec, e.rollout, e.verdict.line, e.verdict.column)
+        base = next((n for n in (e.child, e.leaf) if accepted.startswith(n.text)), None)
+        if base is not None and len(accepted) > len(base.text):
+            e.node = e.tree.child(base, accepted[len(base.text) :])
 
     def _check_nodes(self, ctx: RunContext, nodes: list[tuple[_Tree, _Node]]) -> None:
         """Each node's own verdict: a partial program's, unless the model ended the program there."""
